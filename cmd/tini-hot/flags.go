@@ -1,0 +1,219 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/tini-hot/tini-hot/reaper"
+	"github.com/tini-hot/tini-hot/upgrade"
+	"golang.org/x/sys/unix"
+)
+
+// config is a parsed command line.
+type config struct {
+	flags *pflag.FlagSet
+
+	help         bool
+	version      bool
+	subreaper    bool
+	group        bool
+	warnOnReap   bool
+	verbosity    int
+	remap        exitCodes
+	pdeathSignal unix.Signal
+	killTimeout  time.Duration
+	command      []string
+}
+
+// envPrefix names the environment variable of every flag:
+// --kill-timeout is TINI_HOT_KILL_TIMEOUT.
+const envPrefix = "TINI_HOT_"
+
+// parse reads the command line, after the environment: every flag may
+// also come from TINI_HOT_<FLAG>, and tini's TINI_SUBREAPER,
+// TINI_KILL_PROCESS_GROUP and TINI_VERBOSITY are honoured. The command
+// line wins over the environment.
+func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error) {
+	cfg := &config{remap: exitCodes{}}
+	fs := pflag.NewFlagSet("tini-hot", pflag.ContinueOnError)
+	fs.SetInterspersed(false)
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard) // errors are printed by run, in one line
+	cfg.flags = fs
+
+	var pdeath signalValue
+	fs.BoolVarP(&cfg.help, "help", "h", false, "show this help and exit")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
+	fs.BoolVarP(&cfg.subreaper, "subreaper", "s", false, "register as a child subreaper (always done when not PID 1; accepted for tini compatibility)")
+	fs.BoolVarP(&cfg.group, "process-group", "g", false, "forward signals to the child's process group, not just the child")
+	fs.BoolVarP(&cfg.warnOnReap, "warn-on-reap", "w", false, "log a warning for every reaped orphan")
+	fs.CountVarP(&cfg.verbosity, "verbose", "v", "more output; repeat up to 3 times (default level 1: warnings)")
+	fs.VarP(cfg.remap, "remap-exit", "e", "exit 0 when the child exits with `CODE` (0-255; repeatable)")
+	fs.VarP(&pdeath, "pdeath-signal", "p", "send tini-hot `SIGNAL` when its parent dies, e.g. SIGKILL")
+	fs.DurationVar(&cfg.killTimeout, "kill-timeout", upgrade.DefaultKillTimeout, "after the child exits, time from SIGTERM to SIGKILL for processes it left")
+	cfg.verbosity = 1
+
+	if err := applyEnv(fs, lookupEnv); err != nil {
+		return nil, err
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	cfg.pdeathSignal = pdeath.sig
+	if cfg.help || cfg.version {
+		return cfg, nil
+	}
+	rest := fs.Args()
+	if len(rest) > 0 && fs.ArgsLenAtDash() != 0 && rest[0] == "version" {
+		// A subcommand is recognised only before "--": `tini-hot --
+		// version` runs a program named version.
+		cfg.version = true
+		return cfg, nil
+	}
+	if len(rest) == 0 {
+		return nil, errors.New("no command given: usage is tini-hot [flags] -- COMMAND [ARG...]")
+	}
+	if cfg.killTimeout <= 0 {
+		return nil, fmt.Errorf("--kill-timeout %v: must be positive", cfg.killTimeout)
+	}
+	cfg.command = rest
+	return cfg, nil
+}
+
+// applyEnv sets flags from the environment.
+func applyEnv(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
+	var err error
+	set := func(name, key, value string) {
+		if err != nil {
+			return
+		}
+		if e := fs.Set(name, value); e != nil {
+			err = fmt.Errorf("%s=%s: %w", key, value, e)
+		}
+	}
+	// tini's variables: present means on (tini tests only for presence).
+	if _, ok := lookupEnv("TINI_SUBREAPER"); ok {
+		set("subreaper", "TINI_SUBREAPER", "true")
+	}
+	if _, ok := lookupEnv("TINI_KILL_PROCESS_GROUP"); ok {
+		set("process-group", "TINI_KILL_PROCESS_GROUP", "true")
+	}
+	if v, ok := lookupEnv("TINI_VERBOSITY"); ok {
+		set("verbose", "TINI_VERBOSITY", v)
+	}
+	fs.VisitAll(func(f *pflag.Flag) {
+		key := envName(f.Name)
+		if v, ok := lookupEnv(key); ok && f.Name != "help" && f.Name != "version" {
+			set(f.Name, key, v)
+		}
+	})
+	return err
+}
+
+// envName is the environment variable of a flag.
+func envName(flag string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// usage is the --help text.
+func usage(fs *pflag.FlagSet) string {
+	var b strings.Builder
+	b.WriteString(`Usage: tini-hot [flags] -- COMMAND [ARG...]
+       tini-hot version
+
+tini-hot runs COMMAND as its child and stays PID 1 (or a subreaper): it reaps
+every zombie, forwards signals and exits with the child's status (128+N when
+the child died of signal N).
+
+Flags (each also from the environment variable in brackets):
+`)
+	fs.VisitAll(func(f *pflag.Flag) {
+		name := "--" + f.Name
+		if f.Shorthand != "" {
+			name = "-" + f.Shorthand + ", " + name
+		}
+		varname, text := pflag.UnquoteUsage(f)
+		if varname != "" && f.Value.Type() != "bool" && f.Value.Type() != "count" {
+			name += " " + varname
+		}
+		fmt.Fprintf(&b, "  %-28s %s", name, text)
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(&b, " (default %s)", f.DefValue)
+		}
+		if f.Name != "help" && f.Name != "version" {
+			fmt.Fprintf(&b, " [%s]", envName(f.Name))
+		}
+		b.WriteString("\n")
+	})
+	b.WriteString(`
+Also read: TINI_SUBREAPER, TINI_KILL_PROCESS_GROUP, TINI_VERBOSITY (as tini).
+Exit status: the child's; 2 usage error; 1 tini-hot failed to start it;
+127 command not found; 126 command not executable.
+`)
+	return b.String()
+}
+
+// exitCodes is the set of -e codes remapped to 0.
+type exitCodes map[int]bool
+
+// parseExitCode reads one -e value: a decimal from 0 to 255.
+func parseExitCode(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 255 {
+		return 0, fmt.Errorf("exit code %q: want a number from 0 to 255", s)
+	}
+	return n, nil
+}
+
+func (e exitCodes) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		n, err := parseExitCode(strings.TrimSpace(part))
+		if err != nil {
+			return err
+		}
+		e[n] = true
+	}
+	return nil
+}
+
+func (e exitCodes) String() string {
+	codes := make([]int, 0, len(e))
+	for c := range e {
+		codes = append(codes, c)
+	}
+	sort.Ints(codes)
+	parts := make([]string, len(codes))
+	for i, c := range codes {
+		parts[i] = strconv.Itoa(c)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (e exitCodes) Type() string { return "CODE" }
+
+// signalValue is a flag holding a signal.
+type signalValue struct{ sig unix.Signal }
+
+func (v *signalValue) Set(s string) error {
+	sig, err := reaper.ParseSignal(s)
+	if err != nil {
+		return err
+	}
+	v.sig = sig
+	return nil
+}
+
+func (v *signalValue) String() string {
+	if v.sig == 0 {
+		return ""
+	}
+	return reaper.SignalName(v.sig)
+}
+
+func (v *signalValue) Type() string { return "SIGNAL" }

@@ -1,0 +1,118 @@
+// Command tini-hot is a container init (PID 1): it reaps zombies, forwards
+// signals and exits with its child's status, like tini. See README.md.
+//
+// Exit statuses of tini-hot itself: the application's status (128+N when
+// it died of signal N, 0 for a status remapped with -e); 2 for a usage
+// error; 1 when tini-hot could not start the application at all; 127 and
+// 126 when the command does not exist or cannot be executed.
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+
+	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/reaper"
+	"github.com/tini-hot/tini-hot/upgrade"
+	"golang.org/x/sys/unix"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func init() {
+	// The parent-death signal (-p) belongs to the thread that sets it;
+	// keep main, which sets it and then runs the supervisor, on the
+	// process's main thread, which lives as long as the process.
+	runtime.LockOSThread()
+}
+
+func main() {
+	launch.Main()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is tini-hot without os.Exit, for tests.
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parse(args, os.LookupEnv)
+	if err != nil {
+		fmt.Fprintf(stderr, "tini-hot: %v (see tini-hot --help)\n", err)
+		return exitUsage
+	}
+	switch {
+	case cfg.help:
+		fmt.Fprint(stdout, usage(cfg.flags))
+		return 0
+	case cfg.version:
+		fmt.Fprintf(stdout, "tini-hot %s\n", version)
+		return 0
+	}
+	log := newLogger(stderr, cfg.verbosity)
+	slog.SetDefault(log)
+
+	r, err := reaper.New()
+	if err != nil {
+		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
+		return exitFailure
+	}
+	if cfg.pdeathSignal != 0 {
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(cfg.pdeathSignal), 0, 0, 0); err != nil {
+			fmt.Fprintf(stderr, "tini-hot: set parent-death signal: %v\n", err)
+			return exitFailure
+		}
+	}
+	sup, err := upgrade.New(upgrade.Options{
+		Command:     cfg.command,
+		Reaper:      r,
+		SignalGroup: cfg.group,
+		KillTimeout: cfg.killTimeout,
+		WarnOnReap:  cfg.warnOnReap,
+		Logger:      log,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
+		return exitFailure
+	}
+	exit, err := sup.Run()
+	if err != nil {
+		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
+		return exitFailure
+	}
+	code := exit.Code()
+	if cfg.remap[code] {
+		return 0
+	}
+	return code
+}
+
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// newLogger logs to w at tini's verbosity levels: 0 errors, 1 warnings
+// (the default), 2 information, 3 and more debugging.
+func newLogger(w io.Writer, verbosity int) *slog.Logger {
+	level := slog.LevelError
+	switch {
+	case verbosity >= 3:
+		level = slog.LevelDebug
+	case verbosity == 2:
+		level = slog.LevelInfo
+	case verbosity == 1:
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			// Container runtimes timestamp every line already.
+			if len(groups) == 0 && a.Key == slog.TimeKey {
+				return slog.Attr{}
+			}
+			return a
+		},
+	})).With("prog", "tini-hot")
+}

@@ -1,0 +1,294 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/procfs"
+)
+
+// initBin is an init under test.
+type initBin struct {
+	name string
+	path string
+}
+
+// mode is how the init runs: as PID 1 of a new PID namespace, or as a
+// subreaper below the test.
+type mode struct {
+	name string
+	pid1 bool
+}
+
+var modes = []mode{{"pid1", true}, {"subreaper", false}}
+
+// need fails the test under CI and skips it elsewhere: a missing
+// prerequisite must never pass silently in CI.
+func need(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("missing prerequisite under CI: "+format, args...)
+	}
+	t.Skipf("missing prerequisite: "+format, args...)
+}
+
+// requireNamespaces checks what running as PID 1 takes.
+func requireNamespaces(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		need(t, "root (PID namespaces)")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		need(t, "unshare (util-linux)")
+	}
+}
+
+// inits is tini-hot and, to check the tests themselves, Debian's tini.
+func inits(t testing.TB) []initBin {
+	t.Helper()
+	out := []initBin{{"tini-hot", tiniHot}}
+	if p, err := exec.LookPath("tini"); err == nil {
+		out = append(out, initBin{"tini", p})
+	} else {
+		need(t, "tini (Debian package tini), the reference the tests are checked against")
+	}
+	return out
+}
+
+var helpersMu sync.Mutex
+
+// helperCmd is the argv that runs the test binary as helper name; env
+// goes into the process environment (it reaches the helper through the
+// init).
+func helperCmd(name string) []string {
+	helpersMu.Lock()
+	usedHelpers[name] = true
+	helpersMu.Unlock()
+	return []string{"env", helperEnv + "=" + name, os.Args[0]}
+}
+
+// proc is a running init.
+type proc struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	pid    int  // host pid of the init itself, once known
+	pid1   bool // pid is unshare's, the init is its child
+	stderr *syncBuffer
+	done   chan struct{}
+	code   int
+	ended  time.Time
+}
+
+// startInit runs bin with args in mode, with extra environment env.
+func startInit(t testing.TB, bin initBin, m mode, env []string, args ...string) *proc {
+	t.Helper()
+	argv := append([]string{bin.path}, args...)
+	if m.pid1 {
+		requireNamespaces(t)
+		argv = append([]string{"unshare", "-p", "-f", "--kill-child", "--mount-proc"}, argv...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	p := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = p.stderr
+	cmd.Stdout = p.stderr
+	// Its own process group: signals meant for the init never hit the
+	// test, and cleanup can kill whatever is left.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A leftover process holding the output pipe must not hang the test.
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start %v: %v", argv, err)
+	}
+	go func() {
+		defer cancel()
+		err := cmd.Wait()
+		p.ended = time.Now()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &ee):
+			p.code = ee.ExitCode()
+			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				p.code = 128 + int(ws.Signal())
+			}
+		default:
+			p.code = -1
+		}
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			// A failed test: kill everything the init started (the
+			// application runs in process groups of its own), then it.
+			for pid := range descendants(cmd.Process.Pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-p.done
+		}
+	})
+	p.pid = cmd.Process.Pid
+	p.pid1 = m.pid1
+	return p
+}
+
+// initPid is the host pid of the init: unshare's child in pid1 mode.
+func (p *proc) initPid() int {
+	p.t.Helper()
+	if p.pid1 {
+		p.pid = waitFor(p.t, "the namespace's PID 1", func() (int, bool) {
+			kids := children(p.cmd.Process.Pid)
+			if len(kids) == 1 {
+				return kids[0], true
+			}
+			return 0, false
+		})
+		p.pid1 = false
+	}
+	return p.pid
+}
+
+// wait waits for the init to exit and returns its exit status.
+func (p *proc) wait() int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.code
+	case <-time.After(3 * time.Minute):
+		p.t.Fatalf("init did not exit; output:\n%s", p.stderr.String())
+		return -1
+	}
+}
+
+// signal sends sig to the init itself.
+func (p *proc) signal(sig syscall.Signal) {
+	p.t.Helper()
+	pid := p.initPid()
+	if err := syscall.Kill(pid, sig); err != nil {
+		p.t.Fatalf("kill %d %v: %v", pid, sig, err)
+	}
+}
+
+// waitFor polls cond every 10 ms for up to 20 s.
+func waitFor[T any](t testing.TB, what string, cond func() (T, bool)) T {
+	t.Helper()
+	return waitForWithin(t, 20*time.Second, what, cond)
+}
+
+// waitForWithin polls cond every 10 ms for up to d.
+func waitForWithin[T any](t testing.TB, d time.Duration, what string, cond func() (T, bool)) T {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		if v, ok := cond(); ok {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// procTable maps every process to its parent, read from /proc.
+func procTable() map[int]procfs.ProcStat {
+	all, err := procfs.AllProcs()
+	if err != nil {
+		return nil
+	}
+	out := make(map[int]procfs.ProcStat, len(all))
+	for _, p := range all {
+		if st, err := p.Stat(); err == nil {
+			out[p.PID] = st
+		}
+	}
+	return out
+}
+
+// children lists the direct children of pid.
+func children(pid int) []int {
+	var out []int
+	for p, st := range procTable() {
+		if st.PPID == pid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// descendants lists every process below root with its state.
+func descendants(root int) map[int]string {
+	table := procTable()
+	out := map[int]string{}
+	for changed := true; changed; {
+		changed = false
+		for p, st := range table {
+			if _, seen := out[p]; seen {
+				continue
+			}
+			if _, parentIn := out[st.PPID]; st.PPID == root || parentIn {
+				out[p] = st.State
+				changed = true
+			}
+		}
+	}
+	return out
+}
+
+// readFile returns the content of path, or "" if it does not exist yet.
+func readFile(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
+}
+
+// waitLine waits up to 20 s until the file at path has a line equal to
+// line.
+func waitLine(t testing.TB, path, line string) {
+	t.Helper()
+	waitLineWithin(t, path, line, 20*time.Second)
+}
+
+// waitLineWithin waits up to d until the file at path has a line equal to
+// line.
+func waitLineWithin(t testing.TB, path, line string, d time.Duration) {
+	t.Helper()
+	waitForWithin(t, d, "line "+line+" in "+path, func() (struct{}, bool) {
+		for _, l := range strings.Split(readFile(path), "\n") {
+			if l == line {
+				return struct{}{}, true
+			}
+		}
+		return struct{}{}, false
+	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+)
+
+// tiniHot is the path of the binary under test, built by TestMain.
+var tiniHot string
+
+// helperEnv names the helper a re-run of the test binary should be.
+const helperEnv = "TINI_HOT_E2E_HELPER"
+
+// helpers are the programs the test binary can be, by name.
+var helpers = map[string]func() int{}
+
+// usedHelpers records which helpers the tests asked for.
+var usedHelpers = map[string]bool{}
+
+// registerHelper adds a helper program; a name registered twice is a bug.
+func registerHelper(name string, main func() int) {
+	if _, dup := helpers[name]; dup {
+		panic("helper registered twice: " + name)
+	}
+	helpers[name] = main
+}
+
+func TestMain(m *testing.M) {
+	if name := os.Getenv(helperEnv); name != "" {
+		main, ok := helpers[name]
+		if !ok {
+			fmt.Fprintf(os.Stderr, "e2e: unknown helper %q\n", name)
+			os.Exit(2)
+		}
+		os.Exit(main())
+	}
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "tini-hot-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	tiniHot = filepath.Join(dir, "tini-hot")
+	build := exec.Command("go", "build", "-o", tiniHot, "../cmd/tini-hot")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: build tini-hot: %v\n", err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 && flag.Lookup("test.run").Value.String() == "" {
+		// The whole suite ran: every helper must have been used, or it
+		// is dead code.
+		var unused []string
+		for name := range helpers {
+			if !usedHelpers[name] {
+				unused = append(unused, name)
+			}
+		}
+		sort.Strings(unused)
+		if len(unused) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: helpers never used: %v\n", unused)
+			return 1
+		}
+	}
+	return code
+}

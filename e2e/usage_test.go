@@ -1,0 +1,100 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestUsageErrors checks the documented exit statuses for what a user can
+// get wrong, each with a one-line message.
+func TestUsageErrors(t *testing.T) {
+	notExec := filepath.Join(t.TempDir(), "script")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		msg  string
+	}{
+		{"unknown-flag", nil, []string{"--bogus", "--", "true"}, 2, "unknown flag: --bogus"},
+		{"no-command", nil, nil, 2, "no command given"},
+		{"only-dash", nil, []string{"--"}, 2, "no command given"},
+		{"bad-remap", nil, []string{"-e", "300", "true"}, 2, "want a number from 0 to 255"},
+		{"bad-signal", nil, []string{"-p", "SIGNOPE", "true"}, 2, `signal "SIGNOPE": unknown signal name`},
+		{"bad-timeout", nil, []string{"--kill-timeout", "-1s", "true"}, 2, "must be positive"},
+		{"bad-env", []string{"TINI_HOT_KILL_TIMEOUT=soon"}, []string{"true"}, 2, "TINI_HOT_KILL_TIMEOUT=soon"},
+		{"not-found", nil, []string{"/nonexistent/app"}, 127, "exec /nonexistent/app: no such file or directory"},
+		{"not-in-path", nil, []string{"no-such-command-anywhere"}, 127, "exec no-such-command-anywhere: no such file or directory"},
+		{"not-executable", nil, []string{notExec}, 126, "permission denied"},
+	}
+	bin := initBin{"tini-hot", tiniHot}
+	for _, m := range modes {
+		for _, c := range cases {
+			t.Run(m.name+"/"+c.name, func(t *testing.T) {
+				t.Parallel()
+				p := startInit(t, bin, m, c.env, c.args...)
+				code := p.wait()
+				out := strings.TrimSpace(p.stderr.String())
+				if code != c.code {
+					t.Fatalf("tini-hot %v: exit status %d, want %d; output:\n%s", c.args, code, c.code, out)
+				}
+				if !strings.Contains(out, c.msg) || strings.Count(out, "\n") != 0 {
+					t.Fatalf("tini-hot %v: output %q, want one line containing %q", c.args, out, c.msg)
+				}
+			})
+		}
+	}
+}
+
+// TestVersion checks both spellings.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		p := startInit(t, initBin{"tini-hot", tiniHot}, mode{name: "plain"}, nil, args...)
+		if code := p.wait(); code != 0 || !strings.HasPrefix(p.stderr.String(), "tini-hot ") {
+			t.Fatalf("tini-hot %v: status %d, output %q", args, code, p.stderr)
+		}
+	}
+}
+
+// TestCleanSignalState checks that the application starts with no signal
+// ignored or blocked, even when tini-hot's own parent ignored SIGHUP
+// (nohup) and SIGINT, and that it runs in its own process group.
+func TestCleanSignalState(t *testing.T) {
+	bin := initBin{"tini-hot", tiniHot}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			// nohup ignores SIGHUP in tini-hot; sh's `trap '' INT` before
+			// exec ignores SIGINT too.
+			p := startInit(t, initBin{"nohup", "sh"}, m, nil, "-c", `trap '' INT; exec nohup "$0" "$@"`,
+				bin.path, "--", "sh", "-c", `grep -E '^Sig(Blk|Ign):' /proc/self/status; echo group $$ $(ps -o pgid= -p $$)`)
+			if code := p.wait(); code != 0 {
+				t.Fatalf("exit status %d; output:\n%s", code, p.stderr)
+			}
+			out := p.stderr.String()
+			for _, want := range []string{"SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+			// "group PID PGID": the shell leads its own group.
+			found := false
+			for _, line := range strings.Split(out, "\n") {
+				if f := strings.Fields(line); len(f) == 3 && f[0] == "group" {
+					found = true
+					if f[1] != f[2] {
+						t.Errorf("application pid %s is in process group %s, want its own", f[1], f[2])
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no process group line in output:\n%s", out)
+			}
+		})
+	}
+}

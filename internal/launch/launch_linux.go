@@ -1,0 +1,207 @@
+package launch
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// helperArg, as argv[1], makes tini-hot run as the trampoline. It cannot be
+// mistaken for a flag or a subcommand a person would type.
+const helperArg = "__tini-hot-exec"
+
+// ListenFdsStart is SD_LISTEN_FDS_START: the fd number of the first of
+// [Spec.Files] in the started process.
+const ListenFdsStart = 3
+
+// defaultPath is used to find the command when the environment has no
+// PATH, as execvp(3) does.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Spec is a process to start.
+type Spec struct {
+	// Argv is the command and its arguments; Argv[0] is looked up in the
+	// PATH of Env when it has no slash.
+	Argv []string
+	// Env is the complete environment of the command.
+	Env []string
+	// Files become the command's fds 3, 4, ... in this order. Every other
+	// fd of tini-hot is close-on-exec and does not reach the command.
+	Files []*os.File
+}
+
+// Start forks the trampoline for spec and returns its pid, which stays the
+// command's pid after the exec. The process gets its own process group; if
+// stdin is a terminal, that group becomes its foreground group (so Ctrl-C
+// of docker run -it reaches the application).
+//
+// The caller reaps the process: Start never waits for it.
+func Start(spec Spec) (int, error) {
+	if len(spec.Argv) == 0 {
+		return 0, errors.New("start: empty command")
+	}
+	fds := []uintptr{0, 1, 2}
+	for _, f := range spec.Files {
+		fds = append(fds, f.Fd())
+	}
+	argv := append([]string{os.Args[0], helperArg, strconv.Itoa(len(spec.Files))}, spec.Argv...)
+	attr := &syscall.ProcAttr{
+		Env:   spec.Env,
+		Files: fds,
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	}
+	if isTerminal(0) {
+		attr.Sys.Foreground = true
+		attr.Sys.Ctty = 0
+	}
+	pid, err := syscall.ForkExec("/proc/self/exe", argv, attr)
+	if err != nil && attr.Sys.Foreground && (errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EPERM)) {
+		// stdin is a terminal but not our controlling one: start the
+		// command in the background group, as tini does.
+		attr.Sys.Foreground = false
+		pid, err = syscall.ForkExec("/proc/self/exe", argv, attr)
+	}
+	runtime.KeepAlive(spec.Files)
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", spec.Argv[0], err)
+	}
+	return pid, nil
+}
+
+func isTerminal(fd int) bool {
+	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	return err == nil
+}
+
+// Main runs the trampoline and never returns when argv[1] asks for it;
+// otherwise it returns at once.
+func Main() {
+	if len(os.Args) < 4 || os.Args[1] != helperArg {
+		return
+	}
+	nfiles, err := strconv.Atoi(os.Args[2])
+	if err != nil || nfiles < 0 {
+		fmt.Fprintf(os.Stderr, "tini-hot: %s: bad file count %q\n", helperArg, os.Args[2])
+		os.Exit(126)
+	}
+	os.Exit(execCommand(nfiles, os.Args[3:]))
+}
+
+// execCommand replaces the process with argv, which keeps fds 0-2 and the
+// nfiles fds after them, and returns an exit status only when that fails.
+func execCommand(nfiles int, argv []string) int {
+	// The signal mask and the exec belong to one thread.
+	runtime.LockOSThread()
+	if err := resetSignals(); err != nil {
+		fmt.Fprintf(os.Stderr, "tini-hot: exec %s: reset signals: %v\n", argv[0], err)
+		return 126
+	}
+	if err := closeOnExecFrom(ListenFdsStart + nfiles); err != nil {
+		fmt.Fprintf(os.Stderr, "tini-hot: exec %s: %v\n", argv[0], err)
+		return 126
+	}
+	if os.Getenv("LISTEN_FDS") != "" {
+		_ = os.Setenv("LISTEN_PID", strconv.Itoa(os.Getpid())) // cannot fail for a valid key
+	}
+	err := execvp(argv[0], argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "tini-hot: exec %s: %v\n", argv[0], err)
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+		return 127
+	}
+	return 126
+}
+
+// execvp is execvp(3) without the /bin/sh fallback: the first PATH entry
+// that execs wins; EACCES from an entry is reported only if no later entry
+// exists.
+func execvp(name string, argv, env []string) error {
+	if strings.Contains(name, "/") {
+		return unix.Exec(name, argv, env)
+	}
+	path, ok := os.LookupEnv("PATH")
+	if !ok {
+		path = defaultPath
+	}
+	var denied error
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		err := unix.Exec(dir+"/"+name, argv, env)
+		switch {
+		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+			// Not in this directory: try the next.
+		case errors.Is(err, unix.EACCES):
+			// Present but not executable here; a later entry may be.
+			denied = err
+		default:
+			return err
+		}
+	}
+	if denied != nil {
+		return denied
+	}
+	return unix.ENOENT
+}
+
+// closeOnExecFrom marks every fd from first on close-on-exec: fds that
+// tini-hot inherited from its own parent without the flag must not reach
+// the application.
+func closeOnExecFrom(first int) error {
+	err := unix.CloseRange(uint(first), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	// ENOSYS or EINVAL: a kernel before 5.11; walk /proc/self/fd instead.
+	entries, rerr := os.ReadDir("/proc/self/fd")
+	if rerr != nil {
+		return fmt.Errorf("close inherited fds: %w (close_range: %v)", rerr, err)
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= first {
+			// The directory's own fd is already close-on-exec.
+			_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
+		}
+	}
+	return nil
+}
+
+// sigaction is the kernel's struct sigaction for rt_sigaction(2) on amd64
+// and arm64.
+type sigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// sigDfl is SIG_DFL.
+const sigDfl = 0
+
+// resetSignals gives every signal its default disposition and unblocks
+// all signals of the calling thread. Handlers are reset by execve anyway;
+// this matters for ignored signals, which execve keeps.
+func resetSignals() error {
+	act := sigaction{handler: sigDfl}
+	for sig := 1; sig <= 64; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
+			uintptr(unsafe.Pointer(&act)), 0, unsafe.Sizeof(act.mask), 0, 0)
+		if errno != 0 && errno != unix.EINVAL {
+			// EINVAL: a signal number the kernel does not accept here
+			// (32 and 33 under some kernels); it cannot be ignored.
+			return fmt.Errorf("rt_sigaction %d: %w", sig, errno)
+		}
+	}
+	var empty unix.Sigset_t
+	return unix.PthreadSigmask(unix.SIG_SETMASK, &empty, nil)
+}

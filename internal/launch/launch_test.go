@@ -1,0 +1,126 @@
+package launch
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	// The test binary is its own trampoline, as tini-hot is.
+	Main()
+	os.Exit(m.Run())
+}
+
+// run starts spec with stdout on a pipe and returns what it printed and
+// its wait status.
+func run(t *testing.T, spec Spec) (string, unix.WaitStatus) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// The child's stdout is fd 1 of this process: swap it for the pipe.
+	saved, err := unix.Dup(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Dup2(int(w.Fd()), 1); err != nil {
+		t.Fatal(err)
+	}
+	pid, startErr := Start(spec)
+	_ = unix.Dup2(saved, 1)
+	_ = unix.Close(saved)
+	w.Close()
+	if startErr != nil {
+		t.Fatal(startErr)
+	}
+	out := make([]byte, 0, 4096)
+	buf := make([]byte, 4096)
+	for {
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if err != nil {
+			break
+		}
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	return strings.Replace(string(out), "PID", strconv.Itoa(pid), -1), ws
+}
+
+// TestStartHandsFiles checks the socket-activation view of the child:
+// LISTEN_PID is its own pid, the files are fds 3.. and nothing else leaks.
+func TestStartHandsFiles(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "fd3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	out, ws := run(t, Spec{
+		Argv:  []string{"sh", "-c", `echo "pid=$$ listen_pid=$LISTEN_PID"; echo via-fd3 >&3; ls /proc/self/fd | sort -n | tr '\n' ' '`},
+		Env:   []string{"PATH=/usr/bin:/bin", "LISTEN_FDS=1"},
+		Files: []*os.File{f},
+	})
+	if ws.ExitStatus() != 0 {
+		t.Fatalf("status %v, output %q", ws, out)
+	}
+	lines := strings.Split(out, "\n")
+	if f := strings.Fields(lines[0]); len(f) != 2 || strings.TrimPrefix(f[0], "pid=") != strings.TrimPrefix(f[1], "listen_pid=") {
+		t.Errorf("LISTEN_PID is not the child's pid: %q", lines[0])
+	}
+	// ls sees 0 1 2 3 and its own directory fd.
+	if got := strings.Fields(lines[1]); len(got) != 5 || strings.Join(got[:4], " ") != "0 1 2 3" {
+		t.Errorf("fds of the child: %v, want 0 1 2 3 and ls's own", got)
+	}
+	b, _ := os.ReadFile(f.Name())
+	if string(b) != "via-fd3\n" {
+		t.Errorf("fd 3 wrote %q to the file", b)
+	}
+}
+
+// TestStartWithoutListenFDs leaves LISTEN_PID unset.
+func TestStartWithoutListenFDs(t *testing.T) {
+	out, _ := run(t, Spec{Argv: []string{"sh", "-c", `echo "[${LISTEN_PID-unset}]"`}, Env: []string{"PATH=/usr/bin:/bin"}})
+	if out != "[unset]\n" {
+		t.Errorf("output %q, want LISTEN_PID unset", out)
+	}
+}
+
+// TestExecFailures maps exec errors to 127 and 126, like a shell.
+func TestExecFailures(t *testing.T) {
+	dir := t.TempDir()
+	plain := dir + "/plain"
+	if err := os.WriteFile(plain, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		argv []string
+		path string
+		code int
+	}{
+		{[]string{"/nonexistent"}, "/bin", 127},
+		{[]string{"nonexistent-command"}, "/bin:/usr/bin", 127},
+		{[]string{plain}, "/bin", 126},
+		{[]string{"plain"}, dir, 126},
+		{[]string{"true"}, "/nonexistent:" + dir + ":/bin:/usr/bin", 0},
+	}
+	for _, c := range cases {
+		_, ws := run(t, Spec{Argv: c.argv, Env: []string{"PATH=" + c.path}})
+		if ws.ExitStatus() != c.code {
+			t.Errorf("%v with PATH=%s: status %d, want %d", c.argv, c.path, ws.ExitStatus(), c.code)
+		}
+	}
+}
+
+func TestStartEmpty(t *testing.T) {
+	if _, err := Start(Spec{}); err == nil {
+		t.Fatal("Start with no command succeeded")
+	}
+}
