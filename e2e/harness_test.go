@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -85,6 +86,8 @@ type proc struct {
 	done   chan struct{}
 	code   int
 	ended  time.Time
+	// control is the control socket of a tini-hot.
+	control string
 }
 
 // startInit runs bin with args in mode, with extra environment env.
@@ -97,8 +100,11 @@ func startInit(t testing.TB, bin initBin, m mode, env []string, args ...string) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), env...)
-	p := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	// Each tini-hot gets its own control socket (tini ignores the
+	// variable).
+	ctl := filepath.Join(t.TempDir(), "control.sock")
+	cmd.Env = append(append(os.Environ(), "TINI_HOT_CONTROL="+ctl), env...)
+	p := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{}), control: ctl}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = p.stderr
 	// Its own process group: signals meant for the init never hit the
@@ -128,6 +134,9 @@ func startInit(t testing.TB, bin initBin, m mode, env []string, args ...string) 
 		close(p.done)
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("output of %s:\n%s", bin.name, p.stderr)
+		}
 		select {
 		case <-p.done:
 		default:

@@ -10,8 +10,9 @@ import (
 	"testing"
 )
 
-// tiniHot is the path of the binary under test, built by TestMain.
-var tiniHot string
+// tiniHot is the path of the binary under test and demo the example
+// server, both built by TestMain.
+var tiniHot, demo string
 
 // helperEnv names the helper a re-run of the test binary should be.
 const helperEnv = "TINI_HOT_E2E_HELPER"
@@ -50,11 +51,14 @@ func runTests(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	tiniHot = filepath.Join(dir, "tini-hot")
-	build := exec.Command("go", "build", "-o", tiniHot, "../cmd/tini-hot")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: build tini-hot: %v\n", err)
-		return 1
+	demo = filepath.Join(dir, "demo")
+	for bin, pkg := range map[string]string{tiniHot: "../cmd/tini-hot", demo: "../examples/demo"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", pkg, err)
+			return 1
+		}
 	}
 	code := m.Run()
 	if code == 0 && flag.Lookup("test.run").Value.String() == "" {

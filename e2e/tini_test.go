@@ -86,7 +86,8 @@ func TestHostileSignals(t *testing.T) {
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
-			checkForwarded(t, bin, m, false, hostile)
+			// SIGHUP is forwarded like the others with no reload signal.
+			checkForwarded(t, bin, m, false, hostile, "TINI_HOT_RELOAD_SIGNAL=none")
 		})
 	}
 }
@@ -94,14 +95,14 @@ func TestHostileSignals(t *testing.T) {
 // checkForwarded starts the signals helper under bin, sends the init each
 // of sigs in turn and checks that the child (and, with group, a
 // grandchild in its process group) records each one.
-func checkForwarded(t *testing.T, bin initBin, m mode, group bool, sigs []syscall.Signal) {
+func checkForwarded(t *testing.T, bin initBin, m mode, group bool, sigs []syscall.Signal, extraEnv ...string) {
 	dir := t.TempDir()
 	out := filepath.Join(dir, "child")
 	names := make([]string, len(sigs))
 	for i, s := range sigs {
 		names[i] = reaper.SignalName(s)
 	}
-	env := []string{"OUT=" + out, "SIGNALS=" + strings.Join(names, ",")}
+	env := append([]string{"OUT=" + out, "SIGNALS=" + strings.Join(names, ",")}, extraEnv...)
 	flags := []string{}
 	if group {
 		flags = append(flags, "-g")

@@ -2,23 +2,41 @@ package upgrade
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/tini-hot/tini-hot/control"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
 )
 
-// DefaultKillTimeout is how long processes left behind by the main child
-// get between SIGTERM and SIGKILL.
-const DefaultKillTimeout = 5 * time.Second
+// Defaults for zero Options fields.
+const (
+	DefaultKillTimeout  = 5 * time.Second
+	DefaultReadyTimeout = 60 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+	DefaultDrainSignal  = unix.SIGTERM
+	DefaultReloadSignal = unix.SIGHUP
+	// DefaultMaxDraining bounds the generations still draining when a
+	// reload starts; one more reload is refused ("N generations still
+	// draining") rather than cutting their requests short.
+	DefaultMaxDraining = 4
+)
 
 // pollInterval bounds how long a missed SIGCHLD could delay reaping while
 // the last processes are being terminated.
 const pollInterval = time.Second
+
+// execRetry is the pause between two runs of an exec readiness check.
+const execRetry = 250 * time.Millisecond
+
+// keepEnded is how many ended generations status still lists.
+const keepEnded = 16
 
 // Options configures a Supervisor.
 type Options struct {
@@ -26,50 +44,117 @@ type Options struct {
 	Command []string
 	// Env is the application's environment; nil means os.Environ(). The
 	// socket-activation variables tini-hot itself may have inherited
-	// (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES) are removed: they describe
-	// fds of tini-hot, not of the application.
+	// (LISTEN_*, NOTIFY_SOCKET) are replaced by its own.
 	Env []string
 	// Reaper collects exits and receives signals. Required.
 	Reaper *reaper.Reaper
+	// Listeners are handed to every generation as fds 3, 4, ...
+	Listeners []*Listener
 	// SignalGroup forwards signals to the application's process group
 	// instead of its main process (tini -g).
 	SignalGroup bool
 	// KillTimeout is the time from SIGTERM to SIGKILL for processes left
-	// when the main child has exited. Zero means DefaultKillTimeout.
+	// when the serving generation has exited. Zero: DefaultKillTimeout.
 	KillTimeout time.Duration
-	// WarnOnReap logs every reaped process that is not the application's
+	// Ready says when a new generation is ready; zero: DefaultReadiness.
+	Ready Readiness
+	// ReadyTimeout fails a new generation not ready in time.
+	ReadyTimeout time.Duration
+	// DrainSignal asks an old generation to finish and exit.
+	DrainSignal unix.Signal
+	// DrainTimeout is how long an old generation may drain before its
+	// whole process tree gets SIGKILL.
+	DrainTimeout time.Duration
+	// ReloadSignal starts a reload; NoReloadSignal forwards it instead.
+	ReloadSignal unix.Signal
+	// MaxDraining bounds the generations draining at once.
+	MaxDraining int
+	// WarnOnReap logs every reaped process that is not a generation's
 	// main process (tini -w).
 	WarnOnReap bool
 	// Logger receives the supervisor's messages; nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// state is where a generation is in its life.
+// NoReloadSignal in Options.ReloadSignal keeps tini's behaviour: the
+// reload signal is forwarded like any other.
+const NoReloadSignal = unix.Signal(-1)
+
+// state is where a generation is in its life:
+// starting → serving → draining → exited, or starting → failed.
 type state int
 
 const (
-	stateServing state = iota
+	stateStarting state = iota
+	stateServing
+	stateDraining
 	stateExited
+	stateFailed
 )
 
 func (s state) String() string {
-	return [...]string{"serving", "exited"}[s]
+	return [...]string{"starting", "serving", "draining", "exited", "failed"}[s]
 }
 
 // generation is one start of the application.
 type generation struct {
-	number  int
-	pid     int
-	state   state
-	started time.Time
-	exit    reaper.Exit
+	number    int
+	pid       int
+	state     state
+	started   time.Time
+	ready     time.Time
+	ended     time.Time
+	exited    bool
+	exit      reaper.Exit
+	reason    string
+	appStatus string
+	notify    *notifySocket
+	checkPid  int // running exec readiness check
+	timer     *time.Timer
+	// waiters get the result of the upgrade to this generation;
+	// drainWaiters the end of this generation's drain.
+	waiters      []*waiter
+	drainWaiters []*waiter
 }
 
-// Supervisor runs the application. Create it with New, then call Run once.
+// waiter is a reload request that wants an answer.
+type waiter struct {
+	waitDrained bool
+	reply       chan control.Response // buffered: the owner never blocks
+}
+
+func (w *waiter) answer(r control.Response) {
+	if w != nil {
+		w.reply <- r
+	}
+}
+
+// request is a control request on its way to the owner.
+type request struct {
+	req   control.Request
+	reply chan control.Response
+}
+
+// Supervisor runs the application's generations. Create it with New, then
+// call Run once; Handle may be called from any goroutine.
 type Supervisor struct {
-	opts    Options
-	log     *slog.Logger
-	serving *generation
+	opts     Options
+	log      *slog.Logger
+	self     int
+	requests chan request
+	notices  chan notifyEvent
+	do       chan func()
+	done     chan struct{}
+
+	// Owned by the Run goroutine.
+	gens      []*generation // every generation still of interest, oldest first
+	current   *generation   // the serving generation (or the first, starting)
+	upgrading *generation   // a new generation not yet ready
+	pending   []*waiter     // reloads waiting for the next upgrade
+	pendingOn bool          // a signal asked for the next upgrade
+	next      int
+	counters  control.ReloadCounters
+	finishing bool
 }
 
 // New checks opts and fills in defaults.
@@ -87,22 +172,80 @@ func New(opts Options) (*Supervisor, error) {
 	if opts.KillTimeout <= 0 {
 		opts.KillTimeout = DefaultKillTimeout
 	}
+	if opts.Ready.Mode == "" {
+		opts.Ready = DefaultReadiness
+	}
+	if opts.ReadyTimeout <= 0 {
+		opts.ReadyTimeout = DefaultReadyTimeout
+	}
+	if opts.DrainTimeout <= 0 {
+		opts.DrainTimeout = DefaultDrainTimeout
+	}
+	if opts.DrainSignal == 0 {
+		opts.DrainSignal = DefaultDrainSignal
+	}
+	if opts.ReloadSignal == 0 {
+		opts.ReloadSignal = DefaultReloadSignal
+	}
+	if opts.MaxDraining <= 0 {
+		opts.MaxDraining = DefaultMaxDraining
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Supervisor{opts: opts, log: log}, nil
+	return &Supervisor{
+		opts:     opts,
+		log:      log,
+		self:     os.Getpid(),
+		requests: make(chan request),
+		notices:  make(chan notifyEvent, 16),
+		do:       make(chan func(), 16),
+		done:     make(chan struct{}),
+		next:     1,
+	}, nil
 }
 
-// Run starts the application and supervises it until it has exited and no
-// other process is left. It returns the application's exit. An error means
-// the application could not be started at all.
+// Handle answers a control request; it blocks until the owner has. It is
+// the control server's Handler.
+func (s *Supervisor) Handle(req control.Request) control.Response {
+	r := request{req: req, reply: make(chan control.Response, 1)}
+	select {
+	case s.requests <- r:
+	case <-s.done:
+		return control.Response{Error: "shutting down"}
+	}
+	select {
+	case resp := <-r.reply:
+		return resp
+	case <-s.done:
+		return control.Response{Error: "shutting down"}
+	}
+}
+
+// post runs f on the owner goroutine, unless Run has returned.
+func (s *Supervisor) post(f func()) {
+	select {
+	case s.do <- f:
+	case <-s.done:
+	}
+}
+
+// after runs f on the owner goroutine after d.
+func (s *Supervisor) after(d time.Duration, f func()) *time.Timer {
+	return time.AfterFunc(d, func() { s.post(f) })
+}
+
+// Run starts the application and supervises it until its serving
+// generation has exited and no other process is left. It returns that
+// generation's exit. An error means the application could not be started.
 func (s *Supervisor) Run() (reaper.Exit, error) {
-	g, err := s.start(1)
+	defer close(s.done)
+	g, err := s.start()
 	if err != nil {
 		return reaper.Exit{}, err
 	}
-	s.serving = g
+	s.current = g
 	r := s.opts.Reaper
 	for {
 		select {
@@ -112,61 +255,418 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 				return s.finish(children), nil
 			}
 		case sig := <-r.Signals():
-			s.forward(sig.(unix.Signal))
+			s.signal(sig.(unix.Signal))
+		case req := <-s.requests:
+			s.handleRequest(req)
+		case ev := <-s.notices:
+			s.handleNotice(ev)
+		case f := <-s.do:
+			f()
 		}
 	}
 }
 
-// start launches generation n of the application.
-func (s *Supervisor) start(n int) (*generation, error) {
-	pid, err := launch.Start(launch.Spec{Argv: s.opts.Command, Env: s.opts.Env})
+// start launches the next generation with its notify socket and starts
+// watching its readiness.
+func (s *Supervisor) start() (*generation, error) {
+	n := s.next
+	s.next++
+	g := &generation{number: n, state: stateStarting, started: time.Now()}
+	ns, err := newNotifySocket(fmt.Sprintf("tini-hot/%d/%d/%d", s.self, time.Now().UnixNano(), n))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("generation %d: %w", n, err)
 	}
-	s.log.Info("started", "generation", n, "pid", pid, "command", s.opts.Command[0])
-	return &generation{number: n, pid: pid, state: stateServing, started: time.Now()}, nil
+	g.notify = ns
+	files := make([]int, len(s.opts.Listeners))
+	names := make([]string, len(s.opts.Listeners))
+	for i, l := range s.opts.Listeners {
+		files[i], names[i] = l.Fd(), l.Spec.Name
+	}
+	env := append([]string{}, s.opts.Env...)
+	env = append(env, generationEnv+"="+strconv.Itoa(n), "NOTIFY_SOCKET="+ns.env)
+	if len(files) > 0 {
+		env = append(env, "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	}
+	pid, err := launch.Start(launch.Spec{Argv: s.opts.Command, Env: env, Fds: files, Foreground: n == 1})
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	g.pid = pid
+	go ns.serve(n, s.notices, s.done)
+	s.gens = append(s.gens, g)
+	s.log.Info("generation started", "generation", n, "pid", pid, "ready", s.opts.Ready.String())
+	g.timer = s.after(s.opts.ReadyTimeout, func() {
+		if g.state == stateStarting {
+			s.failed(g, fmt.Sprintf("generation %d not ready after %v", n, s.opts.ReadyTimeout))
+		}
+	})
+	switch s.opts.Ready.Mode {
+	case ReadyDelay:
+		s.after(s.opts.Ready.Delay, func() {
+			if g.state == stateStarting && !g.exited {
+				s.ready(g)
+			}
+		})
+	case ReadyExec:
+		s.runCheck(g)
+	}
+	return g, nil
+}
+
+// runCheck starts the exec readiness command of g.
+func (s *Supervisor) runCheck(g *generation) {
+	env := append([]string{}, s.opts.Env...)
+	env = append(env, "TINI_HOT_PID="+strconv.Itoa(g.pid), generationEnv+"="+strconv.Itoa(g.number))
+	pid, err := launch.Start(launch.Spec{Argv: s.opts.Ready.Command, Env: env})
+	if err != nil {
+		s.failed(g, fmt.Sprintf("generation %d: readiness check: %v", g.number, err))
+		return
+	}
+	g.checkPid = pid
 }
 
 // handleExits records exits and reports whether the serving generation
-// has ended.
+// has ended, which ends the container.
 func (s *Supervisor) handleExits(exits []reaper.Exit) bool {
 	ended := false
 	for _, e := range exits {
-		if e.Pid == s.serving.pid {
-			s.serving.state = stateExited
-			s.serving.exit = e
-			s.log.Info("main child ended", "generation", s.serving.number, "pid", e.Pid, "how", e.String())
+		if s.exited(e) {
 			ended = true
-			continue
-		}
-		if s.opts.WarnOnReap {
-			s.log.Warn("reaped zombie", "pid", e.Pid, "how", e.String())
 		}
 	}
 	return ended
 }
 
-// forward relays sig to the serving generation.
-func (s *Supervisor) forward(sig unix.Signal) {
-	target := s.serving.pid
+// exited handles one exit; true when it ends the serving generation.
+func (s *Supervisor) exited(e reaper.Exit) bool {
+	for _, g := range s.gens {
+		switch e.Pid {
+		case g.checkPid:
+			g.checkPid = 0
+			if g.state != stateStarting {
+				return false
+			}
+			if e.Code() == 0 {
+				s.ready(g)
+			} else {
+				s.after(execRetry, func() {
+					if g.state == stateStarting && g.checkPid == 0 && !g.exited {
+						s.runCheck(g)
+					}
+				})
+			}
+			return false
+		case g.pid:
+			g.exited, g.exit, g.ended = true, e, time.Now()
+			// Nothing of an ended generation notifies anything useful.
+			_ = g.notify.Close()
+			s.log.Info("generation ended", "generation", g.number, "pid", e.Pid, "state", g.state.String(), "how", e.String())
+			switch {
+			case g == s.current && !s.finishing:
+				g.state = stateExited
+				return true
+			case g.state == stateStarting:
+				s.failed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
+			case g.state == stateDraining:
+				g.state = stateExited
+				for _, w := range g.drainWaiters {
+					w.answer(control.Response{OK: true, Generation: s.current.number})
+				}
+				g.drainWaiters = nil
+				s.forget()
+			default:
+				// failed generations, or any during the final shutdown
+				if g.state != stateFailed {
+					g.state = stateExited
+				}
+			}
+			return false
+		}
+	}
+	if s.opts.WarnOnReap {
+		s.log.Warn("reaped zombie", "pid", e.Pid, "how", e.String())
+	}
+	return false
+}
+
+// signal forwards sig to the serving generation or starts a reload.
+func (s *Supervisor) signal(sig unix.Signal) {
+	if sig == s.opts.ReloadSignal && !s.finishing {
+		s.log.Info("reload requested by signal", "signal", reaper.SignalName(sig))
+		s.reload(nil)
+		return
+	}
+	s.send(s.current, sig)
+}
+
+// send signals g's main process, or its group with SignalGroup.
+func (s *Supervisor) send(g *generation, sig unix.Signal) {
+	if g.exited {
+		return
+	}
+	target := g.pid
 	if s.opts.SignalGroup {
 		target = -target
 	}
-	s.log.Debug("forwarding signal", "signal", reaper.SignalName(sig), "to", target)
+	s.log.Debug("signal", "signal", reaper.SignalName(sig), "to", target, "generation", g.number)
 	if err := unix.Kill(target, sig); err != nil {
-		// ESRCH: the child ended and its exit is not reaped yet.
-		s.log.Warn("forward signal", "signal", reaper.SignalName(sig), "to", target, "err", err)
+		// ESRCH: it ended and its exit is not reaped yet.
+		s.log.Warn("signal", "signal", reaper.SignalName(sig), "to", target, "err", err)
 	}
 }
 
-// finish terminates every process left once the main child has ended and
-// returns the main child's exit when none is left. children is what the
+func (s *Supervisor) handleRequest(r request) {
+	switch r.req.Op {
+	case control.OpReload:
+		s.log.Info("reload requested by control socket")
+		s.reload(&waiter{waitDrained: r.req.WaitDrained, reply: r.reply})
+	case control.OpStatus:
+		st := s.status()
+		r.reply <- control.Response{OK: true, Status: &st}
+	default:
+		r.reply <- control.Response{Error: fmt.Sprintf("unknown op %q", r.req.Op)}
+	}
+}
+
+// reload starts an upgrade, or queues w for the one after the upgrade in
+// progress: requests that arrive during an upgrade are coalesced into at
+// most one more.
+func (s *Supervisor) reload(w *waiter) {
+	s.counters.Requested++
+	if s.finishing {
+		w.answer(control.Response{Error: "shutting down"})
+		return
+	}
+	if s.upgrading != nil || s.current.state == stateStarting {
+		if s.pendingOn || len(s.pending) > 0 {
+			s.counters.Coalesced++
+		}
+		s.pendingOn = true
+		if w != nil {
+			s.pending = append(s.pending, w)
+		}
+		return
+	}
+	s.upgrade([]*waiter{w})
+}
+
+// upgrade starts a new generation for waiters.
+func (s *Supervisor) upgrade(waiters []*waiter) {
+	if n := s.draining(); n >= s.opts.MaxDraining {
+		s.counters.Failed++
+		for _, w := range waiters {
+			w.answer(control.Response{Error: fmt.Sprintf("%d generations still draining (--max-draining %d); retry later", n, s.opts.MaxDraining)})
+		}
+		return
+	}
+	g, err := s.start()
+	if err != nil {
+		s.counters.Failed++
+		s.log.Error("reload failed", "err", err)
+		for _, w := range waiters {
+			w.answer(control.Response{Error: err.Error()})
+		}
+		return
+	}
+	g.waiters = waiters
+	s.upgrading = g
+}
+
+// draining counts generations whose main process still drains.
+func (s *Supervisor) draining() int {
+	n := 0
+	for _, g := range s.gens {
+		if g.state == stateDraining && !g.exited {
+			n++
+		}
+	}
+	return n
+}
+
+// ready hands over to g.
+func (s *Supervisor) ready(g *generation) {
+	if g.state != stateStarting || s.finishing {
+		return
+	}
+	g.ready = time.Now()
+	g.state = stateServing
+	g.timer.Stop()
+	s.log.Info("generation ready", "generation", g.number, "pid", g.pid, "after", g.ready.Sub(g.started).Round(time.Millisecond))
+	if g == s.current {
+		// The first generation: nothing to hand over.
+		s.startPending()
+		return
+	}
+	old := s.current
+	s.current, s.upgrading = g, nil
+	s.counters.Succeeded++
+	s.drain(old)
+	for _, w := range g.waiters {
+		if w != nil && w.waitDrained && !old.exited {
+			old.drainWaiters = append(old.drainWaiters, w)
+			continue
+		}
+		w.answer(control.Response{OK: true, Generation: g.number})
+	}
+	g.waiters = nil
+	s.startPending()
+}
+
+// startPending starts the upgrade that reloads queued during the last one asked
+// for.
+func (s *Supervisor) startPending() {
+	if !s.pendingOn {
+		return
+	}
+	waiters := s.pending
+	s.pending, s.pendingOn = nil, false
+	if len(waiters) == 0 {
+		waiters = []*waiter{nil}
+	}
+	s.upgrade(waiters)
+}
+
+// drain asks g to finish and arms its deadline.
+func (s *Supervisor) drain(g *generation) {
+	g.state = stateDraining
+	s.log.Info("draining generation", "generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal), "timeout", s.opts.DrainTimeout)
+	s.send(g, s.opts.DrainSignal)
+	g.timer = s.after(s.opts.DrainTimeout, func() {
+		if n := s.killTree(g); n > 0 {
+			s.log.Warn("drain timeout: killed generation", "generation", g.number, "processes", n)
+		}
+	})
+}
+
+// failed kills a generation that did not become ready; the serving one
+// never notices.
+func (s *Supervisor) failed(g *generation, reason string) {
+	if g.state != stateStarting || s.finishing {
+		return
+	}
+	if g == s.current {
+		// The first generation has nothing to fall back to: it ends the
+		// container only by exiting; a ready timeout is just logged.
+		s.log.Warn("first generation not ready", "reason", reason)
+		return
+	}
+	g.state, g.reason = stateFailed, reason
+	g.timer.Stop()
+	s.killTree(g)
+	s.log.Warn("reload failed", "reason", reason)
+	s.counters.Failed++
+	s.upgrading = nil
+	for _, w := range g.waiters {
+		w.answer(control.Response{Error: reason})
+	}
+	g.waiters = nil
+	s.forget()
+	s.startPending()
+}
+
+// killTree sends SIGKILL to every live process of g and returns how many.
+func (s *Supervisor) killTree(g *generation) int {
+	pids := treeOf(s.self, g.pid, g.number)
+	for _, pid := range pids {
+		_ = unix.Kill(pid, unix.SIGKILL) // ESRCH: already gone
+	}
+	return len(pids)
+}
+
+// handleNotice applies an sd_notify message from a generation's process.
+func (s *Supervisor) handleNotice(ev notifyEvent) {
+	var g *generation
+	for _, c := range s.gens {
+		if c.number == ev.gen {
+			g = c
+		}
+	}
+	if g == nil {
+		return
+	}
+	if ev.sender == 0 || (ev.sender != g.pid && !containsPid(treeOf(s.self, g.pid, g.number), ev.sender)) {
+		s.log.Warn("notify message from a process outside the generation ignored", "generation", g.number, "sender", ev.sender)
+		return
+	}
+	if ev.notice.status != "" {
+		g.appStatus = ev.notice.status
+	}
+	if ev.notice.ready && s.opts.Ready.Mode == ReadyNotify {
+		s.ready(g)
+	}
+}
+
+func containsPid(pids []int, pid int) bool {
+	for _, p := range pids {
+		if p == pid {
+			return true
+		}
+	}
+	return false
+}
+
+// forget drops ended generations beyond the few status keeps.
+func (s *Supervisor) forget() {
+	ended := 0
+	for i := len(s.gens) - 1; i >= 0; i-- {
+		g := s.gens[i]
+		if g.exited && (g.state == stateExited || g.state == stateFailed) {
+			ended++
+			if ended > keepEnded {
+				s.gens = append(s.gens[:i], s.gens[i+1:]...)
+			}
+		}
+	}
+}
+
+// status reports the supervisor for the control socket.
+func (s *Supervisor) status() control.Status {
+	st := control.Status{Pid: s.self, State: "running", Reloads: s.counters}
+	if s.upgrading != nil {
+		st.State = "upgrading"
+	}
+	for _, g := range s.gens {
+		gs := control.GenerationStatus{Number: g.number, Pid: g.pid, State: g.state.String(), Started: g.started, Reason: g.reason, AppStatus: g.appStatus}
+		if !g.ready.IsZero() {
+			t := g.ready
+			gs.Ready = &t
+		}
+		if g.exited {
+			t := g.ended
+			gs.Ended, gs.Exit = &t, g.exit.String()
+		}
+		st.Generations = append(st.Generations, gs)
+	}
+	for _, l := range s.opts.Listeners {
+		st.Listeners = append(st.Listeners, control.ListenerStatus{Name: l.Spec.Name, Address: l.Spec.String()})
+	}
+	return st
+}
+
+// finish terminates every process left once the serving generation has
+// ended and returns its exit when none is left. children is what the
 // last Reap said.
 func (s *Supervisor) finish(children bool) reaper.Exit {
-	r := s.opts.Reaper
-	if !children {
-		return s.serving.exit
+	s.finishing = true
+	exit := s.current.exit
+	for _, g := range s.gens {
+		for _, w := range append(g.waiters, g.drainWaiters...) {
+			w.answer(control.Response{Error: "shutting down"})
+		}
+		g.waiters, g.drainWaiters = nil, nil
+		if g.timer != nil {
+			g.timer.Stop()
+		}
 	}
+	for _, w := range s.pending {
+		w.answer(control.Response{Error: "shutting down"})
+	}
+	s.pending = nil
+	if !children {
+		return exit
+	}
+	r := s.opts.Reaper
 	if n, err := r.SignalAll(unix.SIGTERM); err != nil {
 		s.log.Warn("terminate remaining processes", "err", err)
 	} else if n > 0 {
@@ -193,11 +693,19 @@ func (s *Supervisor) finish(children bool) reaper.Exit {
 			// The application has ended; nothing to forward to.
 			s.log.Debug("signal ignored while terminating", "signal", reaper.SignalName(sig.(unix.Signal)))
 			continue
+		case req := <-s.requests:
+			req.reply <- control.Response{Error: "shutting down"}
+			continue
+		case <-s.notices:
+			continue
+		case f := <-s.do:
+			f()
+			continue
 		}
 		exits, children := r.Reap()
 		s.handleExits(exits)
 		if !children {
-			return s.serving.exit
+			return exit
 		}
 	}
 }
@@ -208,12 +716,13 @@ func (s *Supervisor) killAll() {
 	}
 }
 
-// withoutActivation returns env without the socket-activation variables.
+// withoutActivation returns env without the socket-activation and notify
+// variables tini-hot itself may have been given.
 func withoutActivation(env []string) []string {
 	out := make([]string, 0, len(env))
 	for _, kv := range env {
 		switch name, _, _ := strings.Cut(kv, "="); name {
-		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES":
+		case "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", generationEnv:
 		default:
 			out = append(out, kv)
 		}

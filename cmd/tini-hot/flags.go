@@ -29,7 +29,22 @@ type config struct {
 	pdeathSignal unix.Signal
 	killTimeout  time.Duration
 	command      []string
+
+	listen       []upgrade.ListenSpec
+	ready        upgrade.Readiness
+	readyTimeout time.Duration
+	drainSignal  unix.Signal
+	drainTimeout time.Duration
+	reloadSignal unix.Signal
+	maxDraining  int
+	control      string
+	// subcommand is reload, status or version; "" supervises command.
+	subcommand string
 }
+
+// DefaultControl is the control socket's path when neither --control nor
+// TINI_HOT_CONTROL says otherwise.
+const DefaultControl = "/run/tini-hot.sock"
 
 // envPrefix names the environment variable of every flag:
 // --kill-timeout is TINI_HOT_KILL_TIMEOUT.
@@ -48,6 +63,10 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 	cfg.flags = fs
 
 	var pdeath signalValue
+	drain := signalValue{sig: upgrade.DefaultDrainSignal}
+	reload := signalValue{sig: upgrade.DefaultReloadSignal, allowNone: true}
+	ready := readyValue{r: upgrade.DefaultReadiness}
+	listen := listenValue{specs: &cfg.listen}
 	fs.BoolVarP(&cfg.help, "help", "h", false, "show this help and exit")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 	fs.BoolVarP(&cfg.subreaper, "subreaper", "s", false, "register as a child subreaper (always done when not PID 1; accepted for tini compatibility)")
@@ -57,6 +76,14 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 	fs.VarP(cfg.remap, "remap-exit", "e", "exit 0 when the child exits with `CODE` (0-255; repeatable)")
 	fs.VarP(&pdeath, "pdeath-signal", "p", "send tini-hot `SIGNAL` when its parent dies, e.g. SIGKILL")
 	fs.DurationVar(&cfg.killTimeout, "kill-timeout", upgrade.DefaultKillTimeout, "after the child exits, time from SIGTERM to SIGKILL for processes it left")
+	fs.VarP(&listen, "listen", "l", "bind `[NAME=]URL` and hand it to every generation (tcp://, tcp4://, tcp6://, udp://, unix://; repeatable)")
+	fs.Var(&ready, "ready", "when a new generation is ready: notify, delay:DURATION or exec:COMMAND")
+	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", upgrade.DefaultReadyTimeout, "a new generation not ready in time is killed and the reload fails")
+	fs.Var(&drain, "drain-signal", "`SIGNAL` that tells an old generation to finish its requests and exit")
+	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", upgrade.DefaultDrainTimeout, "an old generation still alive after this is killed, whole process tree")
+	fs.Var(&reload, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")
+	fs.IntVar(&cfg.maxDraining, "max-draining", upgrade.DefaultMaxDraining, "reloads are refused while this many old generations still drain")
+	fs.StringVar(&cfg.control, "control", DefaultControl, "control socket `PATH` (reload, status)")
 	cfg.verbosity = 1
 
 	if err := applyEnv(fs, lookupEnv); err != nil {
@@ -65,22 +92,34 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	cfg.pdeathSignal = pdeath.sig
+	cfg.pdeathSignal, cfg.drainSignal, cfg.reloadSignal, cfg.ready = pdeath.sig, drain.sig, reload.sig, ready.r
 	if cfg.help || cfg.version {
 		return cfg, nil
 	}
 	rest := fs.Args()
-	if len(rest) > 0 && fs.ArgsLenAtDash() != 0 && rest[0] == "version" {
+	if len(rest) > 0 && fs.ArgsLenAtDash() != 0 {
 		// A subcommand is recognised only before "--": `tini-hot --
 		// version` runs a program named version.
-		cfg.version = true
-		return cfg, nil
+		switch rest[0] {
+		case "version":
+			cfg.version = true
+			return cfg, nil
+		case "reload", "status":
+			cfg.subcommand = rest[0]
+			cfg.command = rest[1:]
+			return cfg, nil
+		}
 	}
 	if len(rest) == 0 {
 		return nil, errors.New("no command given: usage is tini-hot [flags] -- COMMAND [ARG...]")
 	}
-	if cfg.killTimeout <= 0 {
-		return nil, fmt.Errorf("--kill-timeout %v: must be positive", cfg.killTimeout)
+	for name, d := range map[string]time.Duration{"kill-timeout": cfg.killTimeout, "ready-timeout": cfg.readyTimeout, "drain-timeout": cfg.drainTimeout} {
+		if d <= 0 {
+			return nil, fmt.Errorf("--%s %v: must be positive", name, d)
+		}
+	}
+	if cfg.maxDraining < 1 {
+		return nil, fmt.Errorf("--max-draining %d: must be at least 1", cfg.maxDraining)
 	}
 	cfg.command = rest
 	return cfg, nil
@@ -125,11 +164,16 @@ func envName(flag string) string {
 func usage(fs *pflag.FlagSet) string {
 	var b strings.Builder
 	b.WriteString(`Usage: tini-hot [flags] -- COMMAND [ARG...]
+       tini-hot [--control PATH] reload [--timeout D] [--wait-drained]
+       tini-hot [--control PATH] status [--json]
        tini-hot version
 
 tini-hot runs COMMAND as its child and stays PID 1 (or a subreaper): it reaps
 every zombie, forwards signals and exits with the child's status (128+N when
-the child died of signal N).
+the child died of signal N). It binds the -l sockets itself, hands them to the
+application (systemd socket activation) and on the reload signal or
+` + "`tini-hot reload`" + ` starts a new generation on them, waits until it is ready,
+then drains the old one.
 
 Flags (each also from the environment variable in brackets):
 `)
@@ -197,10 +241,18 @@ func (e exitCodes) String() string {
 
 func (e exitCodes) Type() string { return "CODE" }
 
-// signalValue is a flag holding a signal.
-type signalValue struct{ sig unix.Signal }
+// signalValue is a flag holding a signal; with allowNone, "none" is
+// upgrade.NoReloadSignal.
+type signalValue struct {
+	sig       unix.Signal
+	allowNone bool
+}
 
 func (v *signalValue) Set(s string) error {
+	if v.allowNone && strings.EqualFold(s, "none") {
+		v.sig = upgrade.NoReloadSignal
+		return nil
+	}
 	sig, err := reaper.ParseSignal(s)
 	if err != nil {
 		return err
@@ -210,10 +262,54 @@ func (v *signalValue) Set(s string) error {
 }
 
 func (v *signalValue) String() string {
-	if v.sig == 0 {
+	switch v.sig {
+	case 0:
 		return ""
+	case upgrade.NoReloadSignal:
+		return "none"
 	}
 	return reaper.SignalName(v.sig)
 }
 
 func (v *signalValue) Type() string { return "SIGNAL" }
+
+// readyValue is the --ready flag.
+type readyValue struct{ r upgrade.Readiness }
+
+func (v *readyValue) Set(s string) error {
+	r, err := upgrade.ParseReadiness(s)
+	if err != nil {
+		return err
+	}
+	v.r = r
+	return nil
+}
+
+func (v *readyValue) String() string { return v.r.String() }
+func (v *readyValue) Type() string   { return "MODE" }
+
+// listenValue is the repeatable -l flag.
+type listenValue struct{ specs *[]upgrade.ListenSpec }
+
+// Set takes one value, or several separated by commas (for
+// TINI_HOT_LISTEN).
+func (v *listenValue) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		spec, err := upgrade.ParseListen(strings.TrimSpace(part))
+		if err != nil {
+			return err
+		}
+		*v.specs = append(*v.specs, spec)
+	}
+	return nil
+}
+
+func (v *listenValue) String() string {
+	parts := make([]string, len(*v.specs))
+	for i, s := range *v.specs {
+		parts[i] = s.Name + "=" + s.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+func (v *listenValue) Type() string { return "URL" }

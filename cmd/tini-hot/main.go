@@ -1,10 +1,13 @@
 // Command tini-hot is a container init (PID 1): it reaps zombies, forwards
-// signals and exits with its child's status, like tini. See README.md.
+// signals and exits with its child's status, like tini, and upgrades the
+// application in place on sockets it holds. See README.md.
 //
 // Exit statuses of tini-hot itself: the application's status (128+N when
 // it died of signal N, 0 for a status remapped with -e); 2 for a usage
-// error; 1 when tini-hot could not start the application at all; 127 and
-// 126 when the command does not exist or cannot be executed.
+// error; 1 when tini-hot could not start (a socket could not be bound, the
+// application could not be forked); 127 and 126 when the command does not
+// exist or cannot be executed. Subcommands exit 0 on success, 1 on
+// failure with one line saying why, 2 on a usage error.
 package main
 
 import (
@@ -12,8 +15,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"runtime"
 
+	"github.com/tini-hot/tini-hot/control"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/reaper"
 	"github.com/tini-hot/tini-hot/upgrade"
@@ -35,6 +40,11 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
+const (
+	exitFailure = 1
+	exitUsage   = 2
+)
+
 // run is tini-hot without os.Exit, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := parse(args, os.LookupEnv)
@@ -49,37 +59,76 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case cfg.version:
 		fmt.Fprintf(stdout, "tini-hot %s\n", version)
 		return 0
+	case cfg.subcommand != "":
+		return runClient(cfg, stdout, stderr)
 	}
+	return supervise(cfg, stderr)
+}
+
+// supervise is tini-hot as init.
+func supervise(cfg *config, stderr io.Writer) int {
 	log := newLogger(stderr, cfg.verbosity)
 	slog.SetDefault(log)
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
+		return exitFailure
+	}
+
+	// Sockets first: a bind failure starts nothing.
+	var listeners []*upgrade.Listener
+	defer func() {
+		for _, l := range listeners {
+			_ = l.Close() // removes unix socket files
+		}
+	}()
+	for _, spec := range cfg.listen {
+		l, err := upgrade.Bind(spec)
+		if err != nil {
+			return fail(err)
+		}
+		listeners = append(listeners, l)
+	}
 
 	r, err := reaper.New()
 	if err != nil {
-		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
-		return exitFailure
+		return fail(err)
 	}
 	if cfg.pdeathSignal != 0 {
 		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(cfg.pdeathSignal), 0, 0, 0); err != nil {
-			fmt.Fprintf(stderr, "tini-hot: set parent-death signal: %v\n", err)
-			return exitFailure
+			return fail(fmt.Errorf("set parent-death signal: %w", err))
 		}
 	}
 	sup, err := upgrade.New(upgrade.Options{
-		Command:     cfg.command,
-		Reaper:      r,
-		SignalGroup: cfg.group,
-		KillTimeout: cfg.killTimeout,
-		WarnOnReap:  cfg.warnOnReap,
-		Logger:      log,
+		Command:      cfg.command,
+		Reaper:       r,
+		Listeners:    listeners,
+		SignalGroup:  cfg.group,
+		KillTimeout:  cfg.killTimeout,
+		Ready:        cfg.ready,
+		ReadyTimeout: cfg.readyTimeout,
+		DrainSignal:  cfg.drainSignal,
+		DrainTimeout: cfg.drainTimeout,
+		ReloadSignal: cfg.reloadSignal,
+		MaxDraining:  cfg.maxDraining,
+		WarnOnReap:   cfg.warnOnReap,
+		Logger:       log,
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
-		return exitFailure
+		return fail(err)
+	}
+	// The control socket is a convenience: without it SIGHUP still
+	// reloads, so failing to create it (read-only root filesystem) is a
+	// warning.
+	if err := os.MkdirAll(filepath.Dir(cfg.control), 0o755); err != nil {
+		log.Warn("no control socket", "err", err)
+	} else if srv, err := control.Listen(cfg.control, sup.Handle, log); err != nil {
+		log.Warn("no control socket", "err", err)
+	} else {
+		defer srv.Close()
 	}
 	exit, err := sup.Run()
 	if err != nil {
-		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
-		return exitFailure
+		return fail(err)
 	}
 	code := exit.Code()
 	if cfg.remap[code] {
@@ -87,11 +136,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	return code
 }
-
-const (
-	exitFailure = 1
-	exitUsage   = 2
-)
 
 // newLogger logs to w at tini's verbosity levels: 0 errors, 1 warnings
 // (the default), 2 information, 3 and more debugging.

@@ -18,7 +18,7 @@ import (
 const helperArg = "__tini-hot-exec"
 
 // ListenFdsStart is SD_LISTEN_FDS_START: the fd number of the first of
-// [Spec.Files] in the started process.
+// [Spec.Fds] in the started process.
 const ListenFdsStart = 3
 
 // defaultPath is used to find the command when the environment has no
@@ -32,15 +32,20 @@ type Spec struct {
 	Argv []string
 	// Env is the complete environment of the command.
 	Env []string
-	// Files become the command's fds 3, 4, ... in this order. Every other
-	// fd of tini-hot is close-on-exec and does not reach the command.
-	Files []*os.File
+	// Fds become the command's fds 3, 4, ... in this order. Every other
+	// fd of tini-hot is close-on-exec and does not reach the command. The
+	// caller keeps them open until Start returns.
+	Fds []int
+	// Foreground makes the process group the terminal's foreground group
+	// when stdin is a terminal.
+	Foreground bool
 }
 
 // Start forks the trampoline for spec and returns its pid, which stays the
-// command's pid after the exec. The process gets its own process group; if
-// stdin is a terminal, that group becomes its foreground group (so Ctrl-C
-// of docker run -it reaches the application).
+// command's pid after the exec. The process gets its own process group;
+// with Foreground and a terminal on stdin, that group becomes the
+// terminal's foreground group (so Ctrl-C of docker run -it reaches the
+// application).
 //
 // The caller reaps the process: Start never waits for it.
 func Start(spec Spec) (int, error) {
@@ -48,16 +53,16 @@ func Start(spec Spec) (int, error) {
 		return 0, errors.New("start: empty command")
 	}
 	fds := []uintptr{0, 1, 2}
-	for _, f := range spec.Files {
-		fds = append(fds, f.Fd())
+	for _, fd := range spec.Fds {
+		fds = append(fds, uintptr(fd))
 	}
-	argv := append([]string{os.Args[0], helperArg, strconv.Itoa(len(spec.Files))}, spec.Argv...)
+	argv := append([]string{os.Args[0], helperArg, strconv.Itoa(len(spec.Fds))}, spec.Argv...)
 	attr := &syscall.ProcAttr{
 		Env:   spec.Env,
 		Files: fds,
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
-	if isTerminal(0) {
+	if spec.Foreground && isTerminal(0) {
 		attr.Sys.Foreground = true
 		attr.Sys.Ctty = 0
 	}
@@ -68,7 +73,6 @@ func Start(spec Spec) (int, error) {
 		attr.Sys.Foreground = false
 		pid, err = syscall.ForkExec("/proc/self/exe", argv, attr)
 	}
-	runtime.KeepAlive(spec.Files)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", spec.Argv[0], err)
 	}
@@ -95,7 +99,7 @@ func Main() {
 }
 
 // execCommand replaces the process with argv, which keeps fds 0-2 and the
-// nfiles fds after them, and returns an exit status only when that fails.
+// len(Fds) fds after them, and returns an exit status only when that fails.
 func execCommand(nfiles int, argv []string) int {
 	// The signal mask and the exec belong to one thread.
 	runtime.LockOSThread()

@@ -64,9 +64,9 @@ func TestStartHandsFiles(t *testing.T) {
 	}
 	defer f.Close()
 	out, ws := run(t, Spec{
-		Argv:  []string{"sh", "-c", `echo "pid=$$ listen_pid=$LISTEN_PID"; echo via-fd3 >&3; ls /proc/self/fd | sort -n | tr '\n' ' '`},
-		Env:   []string{"PATH=/usr/bin:/bin", "LISTEN_FDS=1"},
-		Files: []*os.File{f},
+		Argv: []string{"sh", "-c", `echo "pid=$$ listen_pid=$LISTEN_PID"; echo via-fd3 >&3; ls /proc/self/fd | sort -n | tr '\n' ' '`},
+		Env:  []string{"PATH=/usr/bin:/bin", "LISTEN_FDS=1"},
+		Fds:  []int{int(f.Fd())},
 	})
 	if ws.ExitStatus() != 0 {
 		t.Fatalf("status %v, output %q", ws, out)

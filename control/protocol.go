@@ -1,0 +1,104 @@
+package control
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Operations.
+const (
+	OpReload = "reload"
+	OpStatus = "status"
+)
+
+// MaxRequestSize bounds a request; larger ones are refused.
+const MaxRequestSize = 64 << 10
+
+// Request is what a client asks.
+type Request struct {
+	Op string `json:"op"`
+	// WaitDrained (reload): answer once the old generation has exited,
+	// not only once the new one serves.
+	WaitDrained bool `json:"wait_drained,omitempty"`
+}
+
+// Response is the server's answer. OK false comes with Error, one line.
+type Response struct {
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+	// Generation (reload): the generation now serving.
+	Generation int     `json:"generation,omitempty"`
+	Status     *Status `json:"status,omitempty"`
+}
+
+// Status describes the supervisor.
+type Status struct {
+	Pid         int                `json:"pid"`
+	State       string             `json:"state"`
+	Generations []GenerationStatus `json:"generations"`
+	Listeners   []ListenerStatus   `json:"listeners"`
+	Reloads     ReloadCounters     `json:"reloads"`
+}
+
+// GenerationStatus is one generation of the application.
+type GenerationStatus struct {
+	Number  int        `json:"number"`
+	Pid     int        `json:"pid"`
+	State   string     `json:"state"`
+	Started time.Time  `json:"started"`
+	Ready   *time.Time `json:"ready,omitempty"`
+	Ended   *time.Time `json:"ended,omitempty"`
+	// Exit is how the generation's main process ended ("exited with
+	// status 0"); Reason why it failed, for a failed one.
+	Exit   string `json:"exit,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// AppStatus is the last STATUS= the application sent.
+	AppStatus string `json:"app_status,omitempty"`
+}
+
+// ListenerStatus is a held socket.
+type ListenerStatus struct {
+	Name    string `json:"name"`
+	Address string `json:"address"`
+}
+
+// ReloadCounters count upgrades since start.
+type ReloadCounters struct {
+	// Requested counts reload requests (signals and commands).
+	Requested int `json:"requested"`
+	// Coalesced counts requests folded into an upgrade already queued.
+	Coalesced int `json:"coalesced"`
+	Succeeded int `json:"succeeded"`
+	Failed    int `json:"failed"`
+}
+
+// ParseRequest decodes and checks one request.
+func ParseRequest(b []byte) (Request, error) {
+	var req Request
+	if len(b) > MaxRequestSize {
+		return req, fmt.Errorf("request larger than %d bytes", MaxRequestSize)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return Request{}, fmt.Errorf("malformed request: %w", err)
+	}
+	if dec.More() {
+		return Request{}, errors.New("malformed request: more than one JSON value")
+	}
+	switch req.Op {
+	case OpReload:
+	case OpStatus:
+		if req.WaitDrained {
+			return Request{}, errors.New("malformed request: wait_drained is for reload")
+		}
+	case "":
+		return Request{}, errors.New("malformed request: no op")
+	default:
+		return Request{}, fmt.Errorf("unknown op %q", req.Op)
+	}
+	return req, nil
+}

@@ -1,0 +1,419 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tini-hot/tini-hot/control"
+)
+
+// freeAddr is a loopback address with a port free right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// get fetches url with c and returns the body.
+func get(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s: %s", resp.Status, b)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// startDemo runs the demo server under tini-hot on a fresh port.
+func startDemo(t *testing.T, m mode, flags ...string) (*proc, string) {
+	t.Helper()
+	addr := freeAddr(t)
+	args := append([]string{"-l", "http=tcp://" + addr, "--ready", "notify"}, flags...)
+	args = append(args, "--", demo)
+	p := startInit(t, initBin{"tini-hot", tiniHot}, m, nil, args...)
+	url := "http://" + addr + "/"
+	waitFor(t, "the demo to answer", func() (string, bool) {
+		body, err := get(http.DefaultClient, url)
+		return body, err == nil
+	})
+	return p, url
+}
+
+// status asks tini-hot for its status through `tini-hot status --json`.
+func (p *proc) status() control.Status {
+	p.t.Helper()
+	out, err := exec.Command(tiniHot, "status", "--json", "--control", p.control).Output()
+	if err != nil {
+		p.t.Fatalf("tini-hot status: %v", err)
+	}
+	var st control.Status
+	if err := json.Unmarshal(out, &st); err != nil {
+		p.t.Fatalf("tini-hot status: %v: %s", err, out)
+	}
+	return st
+}
+
+// reload runs `tini-hot reload`; it returns the output and exit status.
+func (p *proc) reload(args ...string) (string, int) {
+	cmd := exec.Command(tiniHot, append([]string{"reload", "--control", p.control}, args...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return strings.TrimSpace(string(out)), code
+}
+
+// generation returns the state of generation n.
+func generation(st control.Status, n int) (control.GenerationStatus, bool) {
+	for _, g := range st.Generations {
+		if g.Number == n {
+			return g, true
+		}
+	}
+	return control.GenerationStatus{}, false
+}
+
+// TestSeedDemo is the article's demo: a slow request started before
+// SIGHUP finishes on the old pid, requests after it get the new pid, and
+// the old generation is gone afterwards.
+func TestSeedDemo(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			p, url := startDemo(t, m)
+			first, _ := get(http.DefaultClient, url)
+			slow := make(chan string, 1)
+			go func() {
+				body, err := get(http.DefaultClient, url+"?sleep=3")
+				if err != nil {
+					body = "error: " + err.Error()
+				}
+				slow <- body
+			}()
+			// Let the slow request reach generation 1 (if it did not,
+			// it would be answered by generation 2 and fail below).
+			time.Sleep(500 * time.Millisecond)
+			p.signal(syscall.SIGHUP)
+			var last string
+			t.Cleanup(func() {
+				if t.Failed() {
+					out, _ := exec.Command(tiniHot, "status", "--control", p.control).CombinedOutput()
+					t.Logf("last answer: %s; status:\n%s", last, out)
+				}
+			})
+			second := waitFor(t, "a new generation", func() (string, bool) {
+				body, err := get(http.DefaultClient, url)
+				last = fmt.Sprintf("%q %v", body, err)
+				return body, err == nil && body != first
+			})
+			if !strings.HasSuffix(second, "gen:2") {
+				t.Fatalf("after SIGHUP: %q, want generation 2", second)
+			}
+			for i := 0; i < 20; i++ {
+				if body, err := get(http.DefaultClient, url); err != nil || body != second {
+					t.Fatalf("request %d after SIGHUP: %q, %v; want %q", i, body, err, second)
+				}
+			}
+			if got := <-slow; got != first {
+				t.Fatalf("slow request: %q, want the old generation's %q", got, first)
+			}
+			waitFor(t, "generation 1 to exit", func() (string, bool) {
+				g, ok := generation(p.status(), 1)
+				return g.State, ok && g.State == "exited" && g.Exit == "exited with status 0"
+			})
+			t.Logf("%s: slow request answered by %q, new requests by %q", m.name, first, second)
+		})
+	}
+}
+
+// load runs HTTP clients until stop is closed and counts answers.
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	errs       []string
+	gens       map[string]bool
+	wg         sync.WaitGroup
+	stop       chan struct{}
+}
+
+// startLoad starts fresh clients that open a new connection per request
+// and keepAlive clients that reuse theirs.
+func startLoad(url string, fresh, keepAlive int) *load {
+	l := &load{stop: make(chan struct{}), gens: map[string]bool{}}
+	run := func(c *http.Client) {
+		defer l.wg.Done()
+		for {
+			select {
+			case <-l.stop:
+				return
+			default:
+			}
+			body, err := get(c, url)
+			if err != nil {
+				l.failed.Add(1)
+				l.mu.Lock()
+				if len(l.errs) < 10 {
+					kind := "fresh"
+					if !c.Transport.(*http.Transport).DisableKeepAlives {
+						kind = "keep-alive"
+					}
+					l.errs = append(l.errs, kind+": "+err.Error())
+				}
+				l.mu.Unlock()
+				continue
+			}
+			l.ok.Add(1)
+			l.mu.Lock()
+			l.gens[body[strings.Index(body, "gen:"):]] = true
+			l.mu.Unlock()
+		}
+	}
+	for i := 0; i < fresh; i++ {
+		l.wg.Add(1)
+		go run(&http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}})
+	}
+	for i := 0; i < keepAlive; i++ {
+		l.wg.Add(1)
+		go run(&http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}})
+	}
+	return l
+}
+
+func (l *load) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	if l.failed.Load() != 0 {
+		t.Errorf("%d of %d requests failed; first errors: %q", l.failed.Load(), l.ok.Load()+l.failed.Load(), l.errs)
+	}
+}
+
+// TestZeroDrop upgrades 30 times under load, alternating SIGHUP and
+// `tini-hot reload`: no request may fail and every generation answers.
+func TestZeroDrop(t *testing.T) {
+	const upgrades = 30
+	p, url := startDemo(t, mode{"pid1", true})
+	l := startLoad(url, 6, 4)
+	start := time.Now()
+	for i := 2; i <= upgrades+1; i++ {
+		if i%2 == 0 {
+			p.signal(syscall.SIGHUP)
+		} else if out, code := p.reload(); code != 0 {
+			t.Fatalf("reload %d: status %d: %s", i, code, out)
+		}
+		want := fmt.Sprintf("gen:%d", i)
+		waitFor(t, want+" to answer", func() (string, bool) {
+			body, err := get(http.DefaultClient, url)
+			return body, err == nil && strings.HasSuffix(body, want)
+		})
+	}
+	took := time.Since(start)
+	l.finish(t)
+	st := p.status()
+	if st.Reloads.Succeeded != upgrades || st.Reloads.Failed != 0 {
+		t.Errorf("reload counters %+v, want %d succeeded", st.Reloads, upgrades)
+	}
+	for i := 2; i <= upgrades+1; i++ {
+		if !l.gens[fmt.Sprintf("gen:%d", i)] {
+			t.Errorf("no load request was answered by generation %d", i)
+		}
+	}
+	t.Logf("%d upgrades in %v under load: %d requests, %d failed", upgrades, took.Round(time.Millisecond), l.ok.Load()+l.failed.Load(), l.failed.Load())
+}
+
+// TestFailedUpgrade: a new generation that exits 1 at start fails the
+// reload with the reason; the old one serves on; a later reload works.
+func TestFailedUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	flag := filepath.Join(dir, "fail")
+	addr := freeAddr(t)
+	url := "http://" + addr + "/"
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, []string{"FAIL=" + flag},
+		"-l", "tcp://"+addr, "--ready", "notify", "--", "sh", "-c", `[ -e "$FAIL" ] && exit 1; exec "$0"`, demo)
+	first := waitFor(t, "the demo", func() (string, bool) {
+		body, err := get(http.DefaultClient, url)
+		return body, err == nil
+	})
+	l := startLoad(url, 2, 2)
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := p.reload()
+	if code == 0 || !strings.Contains(out, "generation 2 exited with status 1 before ready") {
+		t.Fatalf("failing reload: status %d, %q; want non-zero and the reason", code, out)
+	}
+	if body, err := get(http.DefaultClient, url); err != nil || body != first {
+		t.Fatalf("after the failed reload: %q, %v; want %q", body, err, first)
+	}
+	os.Remove(flag)
+	if out, code := p.reload(); code != 0 || out != "generation 3 serving" {
+		t.Fatalf("second reload: status %d, %q", code, out)
+	}
+	l.finish(t)
+	st := p.status()
+	if g, _ := generation(st, 2); g.State != "failed" {
+		t.Errorf("generation 2: %+v, want failed", g)
+	}
+	if st.Reloads.Failed != 1 || st.Reloads.Succeeded != 1 {
+		t.Errorf("counters %+v", st.Reloads)
+	}
+}
+
+// TestStubbornGeneration: an old generation that ignores the drain signal
+// and has a setsid grandchild is killed, whole tree, at the drain
+// deadline.
+func TestStubbornGeneration(t *testing.T) {
+	dir := t.TempDir()
+	script := `trap "" TERM; setsid sh -c 'trap "" TERM; echo $$ > "$OUT.$TINI_HOT_GENERATION"; exec sleep 1000' & while :; do sleep 1; done`
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"subreaper", false}, []string{"OUT=" + filepath.Join(dir, "gc")},
+		"--ready", "delay:100ms", "--drain-timeout", "1s", "--", "sh", "-c", script)
+	gc1 := filepath.Join(dir, "gc.1")
+	waitFor(t, "the grandchild", func() (string, bool) { return "", readFile(gc1) != "" })
+	waitFor(t, "generation 1 serving", func() (string, bool) {
+		g, _ := generation(p.status(), 1)
+		return "", g.State == "serving"
+	})
+	main1, _ := generation(p.status(), 1)
+	var gc int
+	fmt.Sscan(readFile(gc1), &gc)
+	start := time.Now()
+	if out, code := p.reload(); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	waitFor(t, "generation 1 and its setsid grandchild to be killed", func() (string, bool) {
+		return "", !alive(main1.Pid) && !alive(gc)
+	})
+	took := time.Since(start)
+	if took < time.Second {
+		t.Errorf("killed after %v, before the 1s drain deadline", took)
+	}
+	if g, _ := generation(p.status(), 1); g.Exit != "killed by signal 9 (killed)" {
+		t.Errorf("generation 1 ended: %q", g.Exit)
+	}
+	t.Logf("stubborn generation and setsid grandchild gone %v after the reload", took.Round(time.Millisecond))
+}
+
+// alive reports whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// TestUnixListener hands a unix socket over across a reload and removes
+// its file at exit.
+func TestUnixListener(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "app.sock")
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil,
+		"-l", "unix://"+sock, "--ready", "notify", "--", demo)
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	first := waitFor(t, "the demo on the unix socket", func() (string, bool) {
+		body, err := get(c, "http://unix/")
+		return body, err == nil
+	})
+	if out, code := p.reload(); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	if body, err := get(c, "http://unix/"); err != nil || body == first || !strings.HasSuffix(body, "gen:2") {
+		t.Fatalf("after reload: %q, %v", body, err)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit %d: %s", code, p.stderr)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("socket file left: %v", err)
+	}
+}
+
+func init() { registerHelper("udp", helperUDP) }
+
+// helperUDP answers every datagram on fd 3 with "gen:N", after READY=1.
+func helperUDP() int {
+	f := os.NewFile(3, "udp")
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: "\x00" + addr[1:], Net: "unixgram"}); err == nil {
+		_, _ = c.Write([]byte("READY=1"))
+		c.Close()
+	}
+	go func() {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		<-sigs
+		os.Exit(0)
+	}()
+	buf := make([]byte, 512)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return 1
+		}
+		_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s gen:%s", buf[:n], os.Getenv("TINI_HOT_GENERATION"))), from)
+	}
+}
+
+// TestUDPListener hands a UDP socket over across a reload.
+func TestUDPListener(t *testing.T) {
+	addr := freeAddr(t)
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil,
+		append([]string{"-l", "udp://" + addr, "--ready", "notify", "--"}, helperCmd("udp")...)...)
+	ask := func() (string, bool) {
+		c, err := net.Dial("udp", addr)
+		if err != nil {
+			return "", false
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(200 * time.Millisecond))
+		_, _ = c.Write([]byte("ping"))
+		b := make([]byte, 64)
+		n, err := c.Read(b)
+		return string(b[:n]), err == nil
+	}
+	if got := waitFor(t, "a UDP answer", ask); got != "ping gen:1" {
+		t.Fatalf("answer %q", got)
+	}
+	if out, code := p.reload("--wait-drained"); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	if got := waitFor(t, "a UDP answer", ask); got != "ping gen:2" {
+		t.Fatalf("after reload: %q, want generation 2", got)
+	}
+}

@@ -1,0 +1,55 @@
+// Command demo is the hot-upgrade demo server: GET /?sleep=N sleeps N
+// seconds and answers "ospid:PID gen:N". It takes its listener from
+// tini-hot (LISTEN_FDS), or binds :8080 (or $ADDR) when run alone,
+// notifies READY=1 and drains correctly on SIGTERM.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/tini-hot/tini-hot/hotapp"
+)
+
+func main() {
+	ls, err := hotapp.Listeners()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if len(ls) == 0 {
+		addr := os.Getenv("ADDR")
+		if addr == "" {
+			addr = ":8080"
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			log.Fatal(err)
+		}
+		ls = []hotapp.Listener{{Name: "http", Listener: l}}
+	}
+	gen := os.Getenv("TINI_HOT_GENERATION")
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if s := r.URL.Query().Get("sleep"); s != "" {
+			n, err := strconv.ParseFloat(s, 64)
+			if err != nil || n < 0 || n > 3600 {
+				http.Error(w, "sleep: want seconds from 0 to 3600", http.StatusBadRequest)
+				return
+			}
+			time.Sleep(time.Duration(n * float64(time.Second)))
+		}
+		fmt.Fprintf(w, "ospid:%d gen:%s\n", os.Getpid(), gen)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Printf("demo: pid %d generation %s serving on %s", os.Getpid(), gen, ls[0].Addr())
+	if err := hotapp.Serve(context.Background(), srv, ls, hotapp.Options{}); err != nil {
+		log.Fatal(err)
+	}
+	log.Printf("demo: pid %d drained", os.Getpid())
+}

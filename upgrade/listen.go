@@ -1,0 +1,197 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// ListenSpec is one parsed -l/--listen value: [NAME=]URL.
+type ListenSpec struct {
+	// Name goes into LISTEN_FDNAMES; DefaultListenName when not given.
+	Name string
+	// Network is tcp, tcp4, tcp6, udp, udp4, udp6 or unix.
+	Network string
+	// Address is host:port, or a socket path for unix.
+	Address string
+}
+
+// DefaultListenName is the LISTEN_FDNAMES entry of an unnamed listener,
+// as systemd writes it.
+const DefaultListenName = "unknown"
+
+// String is the URL form of the spec, as given.
+func (s ListenSpec) String() string {
+	if s.Network == "unix" {
+		return "unix://" + s.Address
+	}
+	return s.Network + "://" + s.Address
+}
+
+// validName is what LISTEN_FDNAMES can carry: no colon (the separator),
+// nothing a shell or a log would mangle.
+var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
+
+// ParseListen reads [NAME=]URL: tcp://HOST:PORT, tcp4://..., tcp6://[::]:PORT,
+// udp://HOST:PORT (also udp4, udp6) or unix:///path/app.sock.
+func ParseListen(s string) (ListenSpec, error) {
+	var spec ListenSpec
+	raw := s
+	if name, rest, ok := strings.Cut(s, "="); ok && !strings.Contains(name, "://") {
+		if !validName.MatchString(name) {
+			return spec, fmt.Errorf("listen %q: name %q: want letters, digits, '_', '.' or '-'", s, name)
+		}
+		spec.Name, raw = name, rest
+	} else {
+		spec.Name = DefaultListenName
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return spec, fmt.Errorf("listen %q: %w", s, err)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return spec, fmt.Errorf("listen %q: want SCHEME://ADDRESS without user, query or fragment", s)
+	}
+	spec.Network = u.Scheme
+	switch u.Scheme {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
+		if u.Path != "" {
+			return spec, fmt.Errorf("listen %q: unexpected path %q", s, u.Path)
+		}
+		host, port, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			return spec, fmt.Errorf("listen %q: want HOST:PORT: %w", s, err)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || port != strconv.FormatUint(n, 10) {
+			return spec, fmt.Errorf("listen %q: port %q: want 0-65535", s, port)
+		}
+		if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, "/ %") {
+			return spec, fmt.Errorf("listen %q: bad host %q", s, host)
+		}
+		spec.Address = u.Host
+	case "unix":
+		if u.Host != "" || u.Path == "" {
+			return spec, fmt.Errorf("listen %q: want unix:///absolute/path", s)
+		}
+		spec.Address = u.Path
+	case "":
+		return spec, fmt.Errorf("listen %q: want SCHEME://ADDRESS, e.g. tcp://:8080", s)
+	default:
+		return spec, fmt.Errorf("listen %q: unknown scheme %q (want tcp, tcp4, tcp6, udp, udp4, udp6 or unix)", s, u.Scheme)
+	}
+	return spec, nil
+}
+
+// Listener is a socket bound by tini-hot and held for the container's
+// life; every generation gets a duplicate of the same file description.
+//
+// The socket stays in non-blocking mode, unlike systemd's. All
+// generations share one file description, and so one O_NONBLOCK flag: a
+// Go program given a blocking socket switches it to non-blocking and back
+// while it wraps it (os.NewFile, then net.FileListener), and an older
+// generation that enters accept(2) in that instant blocks in the kernel,
+// where closing its listener cannot reach it: its drain hangs until the
+// next connection, which it takes. Handed over non-blocking, nobody
+// toggles the flag.
+type Listener struct {
+	Spec ListenSpec
+	fd   int
+}
+
+// Fd is the socket's descriptor, close-on-exec.
+func (l *Listener) Fd() int { return l.fd }
+
+// Bind binds spec. A stale unix socket file left by an earlier run is
+// replaced; any other file at the path is an error.
+func Bind(spec ListenSpec) (*Listener, error) {
+	var (
+		conn interface {
+			SyscallConn() (syscall.RawConn, error)
+			Close() error
+		}
+		err error
+	)
+	lc := net.ListenConfig{}
+	switch spec.Network {
+	case "udp", "udp4", "udp6":
+		var pc net.PacketConn
+		if pc, err = lc.ListenPacket(context.Background(), spec.Network, spec.Address); err == nil {
+			conn = pc.(*net.UDPConn)
+		}
+	case "unix":
+		if err = removeStaleSocket(spec.Address); err != nil {
+			break
+		}
+		var l net.Listener
+		if l, err = lc.Listen(context.Background(), "unix", spec.Address); err == nil {
+			ul := l.(*net.UnixListener)
+			ul.SetUnlinkOnClose(false) // the path stays for the duplicate
+			conn = ul
+		}
+	default:
+		var l net.Listener
+		if l, err = lc.Listen(context.Background(), spec.Network, spec.Address); err == nil {
+			conn = l.(*net.TCPListener)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", spec, err)
+	}
+	defer conn.Close() // the duplicate keeps the socket
+	// Duplicate through RawConn, not File().Fd(): Fd would switch the
+	// shared description to blocking mode (see Listener).
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", spec, err)
+	}
+	fd := -1
+	cerr := raw.Control(func(s uintptr) {
+		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: duplicate: %w", spec, err)
+	}
+	return &Listener{Spec: spec, fd: fd}, nil
+}
+
+// Close closes the socket and removes a unix socket's file.
+func (l *Listener) Close() error {
+	err := unix.Close(l.fd)
+	if l.Spec.Network == "unix" {
+		if rerr := os.Remove(l.Spec.Address); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// removeStaleSocket removes a socket file nobody listens on.
+func removeStaleSocket(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s exists and is not a socket", path)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return fmt.Errorf("%s: %w", path, unix.EADDRINUSE)
+	}
+	return os.Remove(path)
+}

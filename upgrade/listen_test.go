@@ -1,0 +1,113 @@
+package upgrade
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestParseListen(t *testing.T) {
+	good := map[string]ListenSpec{
+		"tcp://:8080":               {DefaultListenName, "tcp", ":8080"},
+		"http=tcp://127.0.0.1:80":   {"http", "tcp", "127.0.0.1:80"},
+		"tcp4://0.0.0.0:80":         {DefaultListenName, "tcp4", "0.0.0.0:80"},
+		"tcp6://[::]:8080":          {DefaultListenName, "tcp6", "[::]:8080"},
+		"dns=udp://:5353":           {"dns", "udp", ":5353"},
+		"unix:///run/app.sock":      {DefaultListenName, "unix", "/run/app.sock"},
+		"sock=unix:///tmp/a=b.sock": {"sock", "unix", "/tmp/a=b.sock"},
+		"tcp://localhost:0":         {DefaultListenName, "tcp", "localhost:0"},
+	}
+	for in, want := range good {
+		got, err := ParseListen(in)
+		if err != nil || got != want {
+			t.Errorf("ParseListen(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+	bad := []string{"", ":8080", "8080", "tcp://", "tcp://:99999", "tcp://:http", "tcp://:-1", "tcp://host",
+		"http://:80", "unix://", "unix://host/path", "tcp://:80/x", "tcp://u@:80", "tcp://:80?x=1",
+		"a:b=tcp://:80", "=tcp://:80", "tcp://:080"}
+	for _, in := range bad {
+		if got, err := ParseListen(in); err == nil {
+			t.Errorf("ParseListen(%q) = %+v, want an error", in, got)
+		}
+	}
+}
+
+// FuzzParseListen: a parsed spec is well formed and prints back to a spec
+// that parses to itself.
+func FuzzParseListen(f *testing.F) {
+	for _, s := range []string{"tcp://:8080", "x=unix:///a", "udp6://[::1]:53", "tcp://[::1%eth0]:1", "a=b=c"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		spec, err := ParseListen(s)
+		if err != nil {
+			return
+		}
+		if spec.Name == "" || strings.Contains(spec.Name, ":") || spec.Address == "" {
+			t.Fatalf("ParseListen(%q) = %+v", s, spec)
+		}
+		again, err := ParseListen(spec.Name + "=" + spec.String())
+		if err != nil || again != spec {
+			t.Fatalf("round trip of %q: %+v, %v; want %+v", s, again, err, spec)
+		}
+	})
+}
+
+func TestBindTCPAndUnix(t *testing.T) {
+	l, err := Bind(ListenSpec{Name: "x", Network: "tcp", Address: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// The held socket accepts connections into its backlog.
+	dup, err := unix.Dup(l.Fd())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(dup), "held")
+	defer f.Close()
+	if flags, _ := unix.FcntlInt(uintptr(l.Fd()), unix.F_GETFL, 0); flags&unix.O_NONBLOCK == 0 {
+		t.Error("held socket is in blocking mode")
+	}
+	fl, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", fl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	fl.Close()
+
+	path := filepath.Join(t.TempDir(), "app.sock")
+	u, err := Bind(ListenSpec{Name: "u", Network: "unix", Address: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Binding the same path again while it is held fails.
+	if _, err := Bind(u.Spec); err == nil {
+		t.Fatal("second bind of a held unix socket succeeded")
+	}
+	u.Close()
+	if _, err := net.Dial("unix", path); err == nil {
+		t.Fatal("socket file still there after Close")
+	}
+}
+
+func TestBindInUse(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	_, err = Bind(ListenSpec{Network: "tcp", Address: held.Addr().String()})
+	if err == nil || !strings.Contains(err.Error(), held.Addr().String()) {
+		t.Fatalf("Bind of a port in use: %v, want an error naming the address", err)
+	}
+}

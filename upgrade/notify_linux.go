@@ -1,0 +1,110 @@
+package upgrade
+
+import (
+	"fmt"
+	"net"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// sd_notify states tini-hot understands (sd_notify(3)).
+const (
+	notifyReady    = "READY=1"
+	notifyStopping = "STOPPING=1"
+	notifyStatus   = "STATUS="
+)
+
+// maxNotifySize bounds one datagram; systemd accepts at most a page-ish
+// message as well.
+const maxNotifySize = 4096
+
+// notice is one parsed sd_notify datagram.
+type notice struct {
+	ready    bool
+	stopping bool
+	status   string // last STATUS= value, if any
+}
+
+// parseNotice reads a datagram of newline-separated KEY=VALUE
+// assignments. Unknown assignments are ignored, as systemd does.
+func parseNotice(b []byte) notice {
+	var n notice
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case line == notifyReady:
+			n.ready = true
+		case line == notifyStopping:
+			n.stopping = true
+		case strings.HasPrefix(line, notifyStatus):
+			n.status = strings.ToValidUTF8(line[len(notifyStatus):], "?")
+		}
+	}
+	return n
+}
+
+// notifyEvent is a notice from a process of a generation.
+type notifyEvent struct {
+	gen    int
+	sender int // pid from SCM_CREDENTIALS; 0 if the kernel sent none
+	notice notice
+}
+
+// notifySocket is a generation's NOTIFY_SOCKET: a datagram socket in the
+// abstract namespace (no file, works on read-only and scratch root
+// filesystems) that asks the kernel for the sender's credentials.
+type notifySocket struct {
+	conn *net.UnixConn
+	// env is the NOTIFY_SOCKET value, "@name".
+	env string
+}
+
+func newNotifySocket(name string) (*notifySocket, error) {
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "@" + name, Net: "unixgram"})
+	if err != nil {
+		return nil, fmt.Errorf("notify socket @%s: %w", name, err)
+	}
+	raw, err := conn.SyscallConn()
+	if err == nil {
+		cerr := raw.Control(func(fd uintptr) {
+			err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+		})
+		if cerr != nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("notify socket @%s: SO_PASSCRED: %w", name, err)
+	}
+	return &notifySocket{conn: conn, env: "@" + name}, nil
+}
+
+// serve delivers every datagram to out until the socket is closed.
+func (s *notifySocket) serve(gen int, out chan<- notifyEvent, done <-chan struct{}) {
+	buf := make([]byte, maxNotifySize)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	for {
+		n, oobn, _, _, err := s.conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			// Closed with its generation; other errors (ENOBUFS) cannot
+			// be told from a closed socket by the caller, so stop.
+			return
+		}
+		ev := notifyEvent{gen: gen, notice: parseNotice(buf[:n])}
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if cred, err := unix.ParseUnixCredentials(&m); err == nil {
+					ev.sender = int(cred.Pid)
+				}
+			}
+		}
+		select {
+		case out <- ev:
+		case <-done:
+			return
+		}
+	}
+}
+
+func (s *notifySocket) Close() error { return s.conn.Close() }
