@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -585,7 +586,7 @@ func (s *Supervisor) handleNotice(ev notifyEvent) {
 	if g == nil {
 		return
 	}
-	if ev.sender == 0 || (ev.sender != g.pid && !containsPid(treeOf(s.self, g.pid, g.number), ev.sender)) {
+	if ev.sender == 0 || (ev.sender != g.pid && !slices.Contains(treeOf(s.self, g.pid, g.number), ev.sender)) {
 		s.log.Warn("notify message from a process outside the generation ignored", "generation", g.number, "sender", ev.sender)
 		return
 	}
@@ -595,15 +596,6 @@ func (s *Supervisor) handleNotice(ev notifyEvent) {
 	if ev.notice.ready && s.opts.Ready.Mode == ReadyNotify {
 		s.ready(g)
 	}
-}
-
-func containsPid(pids []int, pid int) bool {
-	for _, p := range pids {
-		if p == pid {
-			return true
-		}
-	}
-	return false
 }
 
 // forget drops ended generations beyond the few status keeps.
