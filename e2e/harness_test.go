@@ -120,17 +120,7 @@ func startInit(t testing.TB, bin initBin, m mode, env []string, args ...string) 
 		defer cancel()
 		err := cmd.Wait()
 		p.ended = time.Now()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-		case errors.As(err, &ee):
-			p.code = ee.ExitCode()
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				p.code = 128 + int(ws.Signal())
-			}
-		default:
-			p.code = -1
-		}
+		p.code = exitCode(err)
 		close(p.done)
 	}()
 	t.Cleanup(func() {
@@ -168,6 +158,23 @@ func (p *proc) initPid() int {
 		p.pid1 = false
 	}
 	return p.pid
+}
+
+// exitCode is the shell's view of a command's end: its exit code, 128+N
+// for signal N, -1 when it could not be run or waited for.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	default:
+		return -1
+	}
 }
 
 // wait waits for the init to exit and returns its exit status.

@@ -82,13 +82,7 @@ func (p *proc) status() control.Status {
 func (p *proc) reload(args ...string) (string, int) {
 	cmd := exec.Command(tiniHot, append([]string{"reload", "--control", p.control}, args...)...)
 	out, err := cmd.CombinedOutput()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-	}
-	return strings.TrimSpace(string(out)), code
+	return strings.TrimSpace(string(out)), exitCode(err)
 }
 
 // generation returns the state of generation n.

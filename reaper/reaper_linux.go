@@ -129,23 +129,42 @@ func (r *Reaper) SignalAll(sig unix.Signal) (int, error) {
 	return n, nil
 }
 
-// Descendants lists the pids of the processes below root, children first,
-// found through the parent pids in /proc. A process that called setsid or
-// whose parent ended is still found, as long as it was reparented to root
-// or to another descendant (which is what a subreaper or PID 1 ensures).
-func Descendants(root int) ([]int, error) {
+// Process is one process of a [Table].
+type Process struct {
+	Pid, PPID, PGRP int
+	Zombie          bool
+}
+
+// Table is a snapshot of every process in /proc, by pid.
+type Table map[int]Process
+
+// Snapshot reads every process's parent, group and state from /proc.
+// Processes that end while it reads are left out.
+func Snapshot() (Table, error) {
 	procs, err := procfs.AllProcs()
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	children := make(map[int][]int)
+	t := make(Table, len(procs))
 	for _, p := range procs {
 		st, err := p.Stat()
 		if err != nil {
 			// The process ended while we read /proc.
 			continue
 		}
-		children[st.PPID] = append(children[st.PPID], p.PID)
+		t[p.PID] = Process{Pid: p.PID, PPID: st.PPID, PGRP: st.PGRP, Zombie: st.State == "Z"}
+	}
+	return t, nil
+}
+
+// Descendants lists the pids of the processes below root, children first.
+// A process that called setsid or whose parent ended is still found, as
+// long as it was reparented to root or to another descendant (which is
+// what a subreaper or PID 1 ensures).
+func (t Table) Descendants(root int) []int {
+	children := make(map[int][]int)
+	for pid, p := range t {
+		children[p.PPID] = append(children[p.PPID], pid)
 	}
 	var out []int
 	queue := []int{root}
@@ -157,5 +176,15 @@ func Descendants(root int) ([]int, error) {
 			queue = append(queue, c)
 		}
 	}
-	return out, nil
+	return out
+}
+
+// Descendants lists the pids of the processes below root, children first,
+// from a fresh [Snapshot].
+func Descendants(root int) ([]int, error) {
+	t, err := Snapshot()
+	if err != nil {
+		return nil, err
+	}
+	return t.Descendants(root), nil
 }

@@ -3,6 +3,8 @@ package upgrade
 import (
 	"net"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -22,27 +24,10 @@ func FuzzParseNotice(f *testing.F) {
 	f.Add([]byte("\xff\nSTATUS=\xfe"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n := parseNotice(b)
-		if n.ready && !containsLine(string(b), notifyReady) {
+		if n.ready && !slices.Contains(strings.Split(string(b), "\n"), notifyReady) {
 			t.Fatalf("ready without READY=1 in %q", b)
 		}
 	})
-}
-
-func containsLine(s, line string) bool {
-	for len(s) > 0 {
-		i := 0
-		for i < len(s) && s[i] != '\n' {
-			i++
-		}
-		if s[:i] == line {
-			return true
-		}
-		if i == len(s) {
-			break
-		}
-		s = s[i+1:]
-	}
-	return false
 }
 
 // TestNotifySocket sends READY=1 the way sd_notify does and checks that

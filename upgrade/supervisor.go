@@ -283,8 +283,7 @@ func (s *Supervisor) start() (*generation, error) {
 	for i, l := range s.opts.Listeners {
 		files[i], names[i] = l.Fd(), l.Spec.Name
 	}
-	env := append([]string{}, s.opts.Env...)
-	env = append(env, generationEnv+"="+strconv.Itoa(n), "NOTIFY_SOCKET="+ns.env)
+	env := s.env(n, "NOTIFY_SOCKET="+ns.env)
 	if len(files) > 0 {
 		env = append(env, "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	}
@@ -315,10 +314,18 @@ func (s *Supervisor) start() (*generation, error) {
 	return g, nil
 }
 
+// env is the environment of a process of generation n: the
+// application's, the generation marker and extra.
+func (s *Supervisor) env(n int, extra ...string) []string {
+	env := make([]string, 0, len(s.opts.Env)+1+len(extra))
+	env = append(env, s.opts.Env...)
+	env = append(env, generationEnv+"="+strconv.Itoa(n))
+	return append(env, extra...)
+}
+
 // runCheck starts the exec readiness command of g.
 func (s *Supervisor) runCheck(g *generation) {
-	env := append([]string{}, s.opts.Env...)
-	env = append(env, "TINI_HOT_PID="+strconv.Itoa(g.pid), generationEnv+"="+strconv.Itoa(g.number))
+	env := s.env(g.number, "TINI_HOT_PID="+strconv.Itoa(g.pid))
 	pid, err := launch.Start(launch.Spec{Argv: s.opts.Ready.Command, Env: env})
 	if err != nil {
 		s.failed(g, fmt.Sprintf("generation %d: readiness check: %v", g.number, err))

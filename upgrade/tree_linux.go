@@ -5,6 +5,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/procfs"
+	"github.com/tini-hot/tini-hot/reaper"
 )
 
 // generationEnv marks every process of generation N: TINI_HOT_GENERATION=N
@@ -22,41 +23,30 @@ const generationEnv = "TINI_HOT_GENERATION"
 //     processes that were reparented to tini-hot. A process that rewrote
 //     its environment and escaped both pid and group is not found.
 func treeOf(self, pid, gen int) []int {
-	procs, err := procfs.AllProcs()
+	t, err := reaper.Snapshot()
 	if err != nil {
 		return []int{pid}
 	}
-	type info struct{ ppid, pgrp int }
-	table := make(map[int]info, len(procs))
-	for _, p := range procs {
-		if st, err := p.Stat(); err == nil && st.State != "Z" {
-			table[p.PID] = info{st.PPID, st.PGRP}
+	found := map[int]bool{pid: true}
+	for _, p := range t.Descendants(pid) {
+		found[p] = true
+	}
+	for p, proc := range t {
+		if proc.PGRP == pid {
+			found[p] = true
 		}
 	}
-	below := func(p, root int) bool {
-		for i := 0; i < 4096 && p > 1; i++ {
-			in, ok := table[p]
-			if !ok {
-				return false
-			}
-			if in.ppid == root {
-				return true
-			}
-			p = in.ppid
-		}
-		return false
-	}
+	// Reparented processes are below self (all are, for PID 1).
 	marker := generationEnv + "=" + strconv.Itoa(gen)
+	for _, p := range t.Descendants(self) {
+		if !found[p] && hasEnv(p, marker) {
+			found[p] = true
+		}
+	}
 	var out []int
-	for p, in := range table {
-		switch {
-		case p == self:
-		case p == pid, in.pgrp == pid, below(p, pid):
+	for p := range found {
+		if proc, ok := t[p]; ok && !proc.Zombie && p != self {
 			out = append(out, p)
-		case self == 1 || below(p, self):
-			if hasEnv(p, marker) {
-				out = append(out, p)
-			}
 		}
 	}
 	return out
