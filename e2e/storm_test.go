@@ -1,0 +1,176 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tini-hot/tini-hot/control"
+)
+
+// TestGunicorn upgrades Debian's unmodified gunicorn, which speaks
+// LISTEN_FDS and sd_notify by itself, 5 times under load.
+func TestGunicorn(t *testing.T) {
+	gunicorn, err := exec.LookPath("gunicorn")
+	if err != nil {
+		need(t, "gunicorn (Debian package gunicorn)")
+	}
+	testdata, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	url := "http://" + addr + "/"
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil,
+		"-l", "http=tcp://"+addr, "--ready", "notify", "--", gunicorn, "--chdir", testdata, "-w", "2", "wsgiapp:app")
+	waitFor(t, "gunicorn to answer", func() (string, bool) {
+		body, err := get(http.DefaultClient, url)
+		return body, err == nil
+	})
+	l := startLoad(url, 6, 4)
+	masters := map[string]bool{}
+	for i := 2; i <= 6; i++ {
+		if out, code := p.reload(); code != 0 || out != fmt.Sprintf("generation %d serving", i) {
+			t.Fatalf("reload %d: status %d: %s", i, code, out)
+		}
+		g, _ := generation(p.status(), i)
+		want := fmt.Sprintf("master:%d gen:%d", g.Pid, i)
+		waitFor(t, want, func() (string, bool) {
+			body, err := get(http.DefaultClient, url)
+			return body, err == nil && strings.HasSuffix(body, want)
+		})
+		masters[want] = true
+	}
+	l.finish(t)
+	if len(masters) != 5 {
+		t.Errorf("masters seen: %v, want 5 new ones", masters)
+	}
+	t.Logf("gunicorn: 5 reloads under load, %d requests, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+}
+
+// TestReloadStorm sends 200 SIGHUPs within a second under load: they are
+// coalesced, no request fails, one generation serves afterwards, and
+// tini-hot's fds, threads and zombies are back to where they were.
+func TestReloadStorm(t *testing.T) {
+	p, url := startDemo(t, mode{"pid1", true})
+	// Warm up: one reload, so that the Go runtime has the threads an
+	// upgrade needs before the baseline is taken.
+	if out, code := p.reload("--wait-drained"); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	pid := p.initPid()
+	settled(t, p)
+	fds, threads := countDir(t, pid, "fd"), countDir(t, pid, "task")
+	l := startLoad(url, 6, 4)
+	start := time.Now()
+	for i := 0; i < 200; i++ {
+		p.signal(syscall.SIGHUP)
+		time.Sleep(4 * time.Millisecond)
+	}
+	sent := time.Since(start)
+	st := settled(t, p)
+	l.finish(t)
+	serving := 0
+	for _, g := range st.Generations {
+		if g.State == "serving" {
+			serving++
+		}
+	}
+	if serving != 1 {
+		t.Errorf("%d generations serving, want 1: %+v", serving, st.Generations)
+	}
+	r := st.Reloads
+	if r.Requested != 201 || r.Failed != 0 || r.Succeeded+r.Coalesced < 200 || r.Succeeded >= 200 {
+		t.Errorf("reload counters %+v: want 201 requested, none failed, the storm coalesced", r)
+	}
+	if got := countDir(t, pid, "fd"); got != fds {
+		t.Errorf("tini-hot has %d fds after the storm, %d before", got, fds)
+	}
+	if got := countDir(t, pid, "task"); got > threads {
+		t.Errorf("tini-hot has %d threads after the storm, %d before", got, threads)
+	}
+	if z := zombies(pid); z != 0 {
+		t.Errorf("%d zombies after the storm", z)
+	}
+	t.Logf("200 SIGHUPs in %v: %d upgrades, %d coalesced; %d requests, %d failed; fds %d, threads %d before and after",
+		sent.Round(time.Millisecond), r.Succeeded-1, r.Coalesced, l.ok.Load()+l.failed.Load(), l.failed.Load(), fds, threads)
+}
+
+// settled waits until no upgrade is in progress and every generation but
+// the serving one has exited, and returns that status.
+func settled(t *testing.T, p *proc) control.Status {
+	t.Helper()
+	return waitForWithin(t, time.Minute, "upgrades to settle", func() (control.Status, bool) {
+		st := p.status()
+		if st.State != "running" {
+			return st, false
+		}
+		for _, g := range st.Generations {
+			if g.State != "serving" && g.State != "exited" && g.State != "failed" {
+				return st, false
+			}
+		}
+		return st, true
+	})
+}
+
+// countDir counts the entries of /proc/PID/DIR (fd, task).
+func countDir(t testing.TB, pid int, dir string) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/%s", pid, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestSoak is the long run of issue 3, not part of the default test run:
+//
+//	TINI_HOT_SOAK=1000 go test -run TestSoak -v -timeout 60m ./e2e
+//
+// It upgrades TINI_HOT_SOAK times under load, alternating SIGHUP and
+// tini-hot reload, and reports requests, failures, and tini-hot's RSS and
+// fd count before and after.
+func TestSoak(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("TINI_HOT_SOAK"))
+	if n <= 0 {
+		t.Skip("set TINI_HOT_SOAK=N to run N upgrades under load")
+	}
+	p, url := startDemo(t, mode{"pid1", true})
+	pid := p.initPid()
+	settled(t, p)
+	rss, fds, threads := rssKiB(t, pid), countDir(t, pid, "fd"), countDir(t, pid, "task")
+	l := startLoad(url, 6, 4)
+	start := time.Now()
+	for i := 2; i <= n+1; i++ {
+		if i%2 == 0 {
+			p.signal(syscall.SIGHUP)
+		} else if out, code := p.reload(); code != 0 {
+			t.Fatalf("reload %d: status %d: %s", i, code, out)
+		}
+		want := fmt.Sprintf("gen:%d", i)
+		waitFor(t, want+" to answer", func() (string, bool) {
+			body, err := get(http.DefaultClient, url)
+			return body, err == nil && strings.HasSuffix(body, want)
+		})
+	}
+	took := time.Since(start)
+	st := settled(t, p)
+	l.finish(t)
+	if st.Reloads.Succeeded != n || st.Reloads.Failed != 0 {
+		t.Errorf("reload counters %+v, want %d succeeded", st.Reloads, n)
+	}
+	rss2, fds2, threads2 := rssKiB(t, pid), countDir(t, pid, "fd"), countDir(t, pid, "task")
+	if fds2 != fds {
+		t.Errorf("fds %d before, %d after", fds, fds2)
+	}
+	t.Logf("%d upgrades in %v under load: %d requests, %d failed; tini-hot RSS %d -> %d KiB, fds %d -> %d, threads %d -> %d",
+		n, took.Round(time.Second), l.ok.Load()+l.failed.Load(), l.failed.Load(), rss, rss2, fds, fds2, threads, threads2)
+}

@@ -1,0 +1,156 @@
+package hotapp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tini-hot/tini-hot/internal/launch"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	// The test binary is its own trampoline (LISTEN_PID) and, with
+	// HOTAPP_SERVE set, the application.
+	launch.Main()
+	if os.Getenv("HOTAPP_SERVE") == "1" {
+		os.Exit(serveHelper())
+	}
+	os.Exit(m.Run())
+}
+
+// serveHelper is a server built on hotapp, as an application would be.
+func serveHelper() int {
+	ls, err := Listeners()
+	if err != nil || len(ls) != 1 || ls[0].Name != "web" || os.Getenv("LISTEN_FDS") != "" {
+		fmt.Fprintln(os.Stderr, "listeners:", ls, err)
+		return 3
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("slow") != "" {
+			_ = Notify("STATUS=slow") // tells the test it is in flight
+			time.Sleep(500 * time.Millisecond)
+		}
+		fmt.Fprint(w, "ok")
+	})
+	if err := Serve(context.Background(), &http.Server{Handler: mux}, ls, Options{IdleGrace: 200 * time.Millisecond}); err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		return 1
+	}
+	return 0
+}
+
+// TestServeDrains runs a hotapp server on a socket handed over as
+// tini-hot does: it reports READY=1, serves, and on SIGTERM reports
+// STOPPING=1, finishes the request in flight, closes keep-alive
+// connections with its answer and exits 0.
+func TestServeDrains(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	raw, _ := ln.(*net.TCPListener).SyscallConn()
+	var fd int
+	_ = raw.Control(func(s uintptr) { fd = int(s) })
+
+	notifyName := fmt.Sprintf("hotapp-test-%d", time.Now().UnixNano())
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "@" + notifyName, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	expect := func(state string) {
+		t.Helper()
+		_ = notify.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, 256)
+		n, err := notify.Read(b)
+		if err != nil || string(b[:n]) != state {
+			t.Fatalf("notify: %q, %v; want %q", b[:n], err, state)
+		}
+	}
+
+	pid, err := launch.Start(launch.Spec{
+		Argv: []string{os.Args[0]},
+		Env:  append(os.Environ(), "HOTAPP_SERVE=1", "LISTEN_FDS=1", "LISTEN_FDNAMES=web", "NOTIFY_SOCKET=@"+notifyName),
+		Fds:  []int{fd},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect("READY=1")
+	url := "http://" + ln.Addr().String() + "/"
+	keep := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	if body, err := fetch(keep, url); err != nil || body != "ok" {
+		t.Fatalf("GET: %q, %v", body, err)
+	}
+	slow := make(chan error, 1)
+	go func() { _, err := fetch(http.DefaultClient, url+"?slow=1"); slow <- err }()
+	expect("STATUS=slow")
+	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	expect("STOPPING=1")
+	// The idle keep-alive connection brings one more request, answered
+	// with Connection: close.
+	resp, err := keep.Get(url)
+	if err != nil {
+		t.Fatalf("keep-alive request while draining: %v", err)
+	}
+	resp.Body.Close()
+	if !resp.Close {
+		t.Error("answer while draining does not close the connection")
+	}
+	if err := <-slow; err != nil {
+		t.Errorf("request in flight at SIGTERM: %v", err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+		t.Fatalf("server ended %v, %v; want exit 0", ws, err)
+	}
+	// The socket stayed with us: new connections queue for the next
+	// generation instead of being refused.
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	if err != nil {
+		t.Fatalf("socket closed by the drained server: %v", err)
+	}
+	c.Close()
+}
+
+func fetch(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return strings.TrimSpace(string(b)), err
+}
+
+// TestListenersNotActivated returns none when LISTEN_PID is another
+// process's.
+func TestListenersNotActivated(t *testing.T) {
+	t.Setenv("LISTEN_FDS", "1")
+	t.Setenv("LISTEN_PID", "1")
+	ls, err := Listeners()
+	if err != nil || len(ls) != 0 {
+		t.Fatalf("Listeners = %v, %v; want none", ls, err)
+	}
+	if os.Getenv("LISTEN_FDS") != "" {
+		t.Error("LISTEN_FDS left in the environment")
+	}
+}
+
+func TestNotifyWithoutSocket(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "")
+	if err := Notify("READY=1"); err != nil {
+		t.Fatal(err)
+	}
+}
