@@ -207,13 +207,25 @@ func waitFor[T any](t testing.TB, what string, cond func() (T, bool)) T {
 // waitForWithin polls cond every 10 ms for up to d.
 func waitForWithin[T any](t testing.TB, d time.Duration, what string, cond func() (T, bool)) T {
 	t.Helper()
+	v, ok := poll(d, cond)
+	if !ok {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	return v
+}
+
+// waitForOK polls cond every 10 ms for up to 20 s and reports whether it
+// held, for callers that explain a failure themselves.
+func waitForOK[T any](cond func() (T, bool)) (T, bool) {
+	return poll(20*time.Second, cond)
+}
+
+func poll[T any](d time.Duration, cond func() (T, bool)) (T, bool) {
 	deadline := time.Now().Add(d)
 	for {
-		if v, ok := cond(); ok {
-			return v
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+		v, ok := cond()
+		if ok || time.Now().After(deadline) {
+			return v, ok
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -60,15 +60,17 @@ func TestGunicorn(t *testing.T) {
 // tini-hot's fds, threads and zombies are back to where they were.
 func TestReloadStorm(t *testing.T) {
 	p, url := startDemo(t, mode{"pid1", true})
-	// Warm up: one reload, so that the Go runtime has the threads an
-	// upgrade needs before the baseline is taken.
-	if out, code := p.reload("--wait-drained"); code != 0 {
-		t.Fatalf("reload: %d %s", code, out)
-	}
-	pid := p.initPid()
-	settled(t, p)
-	fds, threads := countDir(t, pid, "fd"), countDir(t, pid, "task")
+	// Warm up with a small storm under the same load, so that the Go
+	// runtime has made the threads that upgrades under load need (it
+	// never ends threads) before the baseline is taken.
 	l := startLoad(url, 6, 4)
+	pid := p.initPid()
+	for i := 0; i < 20; i++ {
+		p.signal(syscall.SIGHUP)
+		time.Sleep(4 * time.Millisecond)
+	}
+	warm := settled(t, p).Reloads
+	fds, threads := countDir(t, pid, "fd"), countDir(t, pid, "task")
 	start := time.Now()
 	for i := 0; i < 200; i++ {
 		p.signal(syscall.SIGHUP)
@@ -86,21 +88,28 @@ func TestReloadStorm(t *testing.T) {
 	if serving != 1 {
 		t.Errorf("%d generations serving, want 1: %+v", serving, st.Generations)
 	}
+	// The kernel merges a SIGHUP into one still pending, so tini-hot may
+	// receive fewer than 200; every one it received started an upgrade
+	// or was folded into the next.
 	r := st.Reloads
-	if r.Requested != 201 || r.Failed != 0 || r.Succeeded+r.Coalesced < 200 || r.Succeeded >= 200 {
-		t.Errorf("reload counters %+v: want 201 requested, none failed, the storm coalesced", r)
+	r.Requested -= warm.Requested
+	r.Succeeded -= warm.Succeeded
+	r.Coalesced -= warm.Coalesced
+	if r.Requested < 1 || r.Requested > 200 || st.Reloads.Failed != 0 || r.Succeeded+r.Coalesced != r.Requested || r.Succeeded*2 > r.Requested {
+		t.Errorf("storm's reload counters %+v (total %+v): want at most 200 requested, none failed, each one an upgrade or coalesced, most coalesced", r, st.Reloads)
 	}
-	if got := countDir(t, pid, "fd"); got != fds {
-		t.Errorf("tini-hot has %d fds after the storm, %d before", got, fds)
+	fds2, threads2 := countDir(t, pid, "fd"), countDir(t, pid, "task")
+	if fds2 != fds {
+		t.Errorf("tini-hot has %d fds after the storm, %d before", fds2, fds)
 	}
-	if got := countDir(t, pid, "task"); got > threads {
-		t.Errorf("tini-hot has %d threads after the storm, %d before", got, threads)
+	if threads2 > threads {
+		t.Errorf("tini-hot has %d threads after the storm, %d before", threads2, threads)
 	}
 	if z := zombies(pid); z != 0 {
 		t.Errorf("%d zombies after the storm", z)
 	}
-	t.Logf("200 SIGHUPs in %v: %d upgrades, %d coalesced; %d requests, %d failed; fds %d, threads %d before and after",
-		sent.Round(time.Millisecond), r.Succeeded-1, r.Coalesced, l.ok.Load()+l.failed.Load(), l.failed.Load(), fds, threads)
+	t.Logf("200 SIGHUPs in %v: %d received, %d upgrades, %d coalesced; %d requests, %d failed; fds %d -> %d, threads %d -> %d",
+		sent.Round(time.Millisecond), r.Requested, r.Succeeded, r.Coalesced, l.ok.Load()+l.failed.Load(), l.failed.Load(), fds, fds2, threads, threads2)
 }
 
 // settled waits until no upgrade is in progress and every generation but

@@ -64,16 +64,22 @@ func startDemo(t *testing.T, m mode, flags ...string) (*proc, string) {
 	return p, url
 }
 
-// status asks tini-hot for its status through `tini-hot status --json`.
+// status asks tini-hot for its status through `tini-hot status --json`,
+// waiting for the control socket if tini-hot has only just started.
 func (p *proc) status() control.Status {
 	p.t.Helper()
-	out, err := exec.Command(tiniHot, "status", "--json", "--control", p.control).Output()
-	if err != nil {
-		p.t.Fatalf("tini-hot status: %v", err)
-	}
-	var st control.Status
-	if err := json.Unmarshal(out, &st); err != nil {
-		p.t.Fatalf("tini-hot status: %v: %s", err, out)
+	var last string
+	st, ok := waitForOK(func() (control.Status, bool) {
+		out, err := exec.Command(tiniHot, "status", "--json", "--control", p.control).CombinedOutput()
+		var st control.Status
+		if err == nil {
+			err = json.Unmarshal(out, &st)
+		}
+		last = fmt.Sprintf("%v: %s", err, out)
+		return st, err == nil
+	})
+	if !ok {
+		p.t.Fatalf("tini-hot status: %s", last)
 	}
 	return st
 }
@@ -409,5 +415,56 @@ func TestUDPListener(t *testing.T) {
 	}
 	if got := waitFor(t, "a UDP answer", ask); got != "ping gen:2" {
 		t.Fatalf("after reload: %q, want generation 2", got)
+	}
+}
+
+// TestExecReadiness: with --ready exec:CMD a new generation serves only
+// once CMD exits 0; CMD gets the generation's pid and number.
+func TestExecReadiness(t *testing.T) {
+	dir := t.TempDir()
+	check := filepath.Join(dir, "ready.sh")
+	script := "#!/bin/sh\necho \"$TINI_HOT_GENERATION $TINI_HOT_PID\" >> \"$DIR/checks\"\n[ -e \"$DIR/ready.$TINI_HOT_GENERATION\" ]\n"
+	if err := os.WriteFile(check, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ready.1"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, []string{"DIR=" + dir},
+		"-l", "tcp://"+addr, "--ready", "exec:"+check, "--", demo)
+	waitFor(t, "generation 1 serving", func() (string, bool) {
+		g, _ := generation(p.status(), 1)
+		return "", g.State == "serving"
+	})
+	done := make(chan string, 1)
+	go func() { out, code := p.reload(); done <- fmt.Sprintf("%d %s", code, out) }()
+	// The check runs and fails until ready.2 exists.
+	waitFor(t, "two failed checks of generation 2", func() (int, bool) {
+		n := 0
+		for _, line := range strings.Split(readFile(filepath.Join(dir, "checks")), "\n") {
+			if strings.HasPrefix(line, "2 ") {
+				n++
+			}
+		}
+		return n, n >= 2
+	})
+	if g, _ := generation(p.status(), 2); g.State != "starting" {
+		t.Fatalf("generation 2 is %s before its check passed", g.State)
+	}
+	// (Generation 2 already accepts from the shared socket; what waits
+	// for the check is the drain of generation 1.)
+	if g, _ := generation(p.status(), 1); g.State != "serving" {
+		t.Fatalf("generation 1 is %s before generation 2's check passed", g.State)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ready.2"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-done; got != "0 generation 2 serving" {
+		t.Fatalf("reload: %s", got)
+	}
+	g, _ := generation(p.status(), 2)
+	if !strings.Contains(readFile(filepath.Join(dir, "checks")), fmt.Sprintf("2 %d\n", g.Pid)) {
+		t.Errorf("checks did not get generation 2's pid %d:\n%s", g.Pid, readFile(filepath.Join(dir, "checks")))
 	}
 }
