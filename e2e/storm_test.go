@@ -158,18 +158,7 @@ func TestSoak(t *testing.T) {
 	rss, fds, threads := rssKiB(t, pid), countDir(t, pid, "fd"), countDir(t, pid, "task")
 	l := startLoad(url, 6, 4)
 	start := time.Now()
-	for i := 2; i <= n+1; i++ {
-		if i%2 == 0 {
-			p.signal(syscall.SIGHUP)
-		} else if out, code := p.reload(); code != 0 {
-			t.Fatalf("reload %d: status %d: %s", i, code, out)
-		}
-		want := fmt.Sprintf("gen:%d", i)
-		waitFor(t, want+" to answer", func() (string, bool) {
-			body, err := get(http.DefaultClient, url)
-			return body, err == nil && strings.HasSuffix(body, want)
-		})
-	}
+	upgradeN(t, p, url, n)
 	took := time.Since(start)
 	st := settled(t, p)
 	l.finish(t)

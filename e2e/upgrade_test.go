@@ -216,14 +216,12 @@ func (l *load) finish(t *testing.T) {
 	}
 }
 
-// TestZeroDrop upgrades 30 times under load, alternating SIGHUP and
-// `tini-hot reload`: no request may fail and every generation answers.
-func TestZeroDrop(t *testing.T) {
-	const upgrades = 30
-	p, url := startDemo(t, mode{"pid1", true})
-	l := startLoad(url, 6, 4)
-	start := time.Now()
-	for i := 2; i <= upgrades+1; i++ {
+// upgradeN upgrades the demo behind p n times, alternating SIGHUP and
+// `tini-hot reload`, and waits after each until the new generation
+// answers on url.
+func upgradeN(t *testing.T, p *proc, url string, n int) {
+	t.Helper()
+	for i := 2; i <= n+1; i++ {
 		if i%2 == 0 {
 			p.signal(syscall.SIGHUP)
 		} else if out, code := p.reload(); code != 0 {
@@ -235,6 +233,16 @@ func TestZeroDrop(t *testing.T) {
 			return body, err == nil && strings.HasSuffix(body, want)
 		})
 	}
+}
+
+// TestZeroDrop upgrades 30 times under load, alternating SIGHUP and
+// `tini-hot reload`: no request may fail and every generation answers.
+func TestZeroDrop(t *testing.T) {
+	const upgrades = 30
+	p, url := startDemo(t, mode{"pid1", true})
+	l := startLoad(url, 6, 4)
+	start := time.Now()
+	upgradeN(t, p, url, upgrades)
 	took := time.Since(start)
 	l.finish(t)
 	st := p.status()
