@@ -5,19 +5,20 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
 func TestParseRequest(t *testing.T) {
-	for _, ok := range []string{`{"op":"reload"}`, `{"op":"reload","wait_drained":true}`, ` {"op":"status"} `} {
+	for _, ok := range []string{`{"op":"reload"}`, `{"op":"reload","wait_drained":true}`, ` {"op":"status"} `, `{"op":"probe"}`, `{"op":"probe","liveness":true}`, `{"op":"prestop"}`} {
 		if _, err := ParseRequest([]byte(ok)); err != nil {
 			t.Errorf("ParseRequest(%s): %v", ok, err)
 		}
 	}
 	for _, bad := range []string{``, `{}`, `{"op":"launch"}`, `{"op":"reload","x":1}`, `{"op":"reload"}{}`,
-		`[1]`, `{"op":7}`, `{"op":"status","wait_drained":true}`, strings.Repeat(" ", MaxRequestSize+1)} {
+		`[1]`, `{"op":7}`, `{"op":"status","wait_drained":true}`, `{"op":"prestop","liveness":true}`, `{"op":"probe","wait_drained":true}`, strings.Repeat(" ", MaxRequestSize+1)} {
 		if r, err := ParseRequest([]byte(bad)); err == nil {
 			t.Errorf("ParseRequest(%.40q) = %+v, want an error", bad, r)
 		}
@@ -28,11 +29,18 @@ func TestParseRequest(t *testing.T) {
 func FuzzParseRequest(f *testing.F) {
 	f.Add([]byte(`{"op":"reload","wait_drained":true}`))
 	f.Add([]byte(`{"op":"status"}`))
+	f.Add([]byte(`{"op":"probe","liveness":true}`))
 	f.Add([]byte(`{"op":"\u0000"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r, err := ParseRequest(b)
-		if err == nil && r.Op != OpReload && r.Op != OpStatus {
+		if err != nil {
+			return
+		}
+		if !slices.Contains([]string{OpReload, OpStatus, OpProbe, OpPrestop}, r.Op) {
 			t.Fatalf("accepted op %q", r.Op)
+		}
+		if (r.WaitDrained && r.Op != OpReload) || (r.Liveness && r.Op != OpProbe) {
+			t.Fatalf("accepted %+v", r)
 		}
 	})
 }

@@ -12,6 +12,13 @@ import (
 const (
 	OpReload = "reload"
 	OpStatus = "status"
+	// OpProbe answers OK while a ready generation serves and no
+	// termination is announced (readiness), or whenever the supervisor
+	// answers (Liveness).
+	OpProbe = "probe"
+	// OpPrestop announces that termination is coming: probe fails from
+	// then on and reloads are refused. It cannot be undone.
+	OpPrestop = "prestop"
 )
 
 // MaxRequestSize bounds a request; larger ones are refused.
@@ -23,6 +30,8 @@ type Request struct {
 	// WaitDrained (reload): answer once the old generation has exited,
 	// not only once the new one serves.
 	WaitDrained bool `json:"wait_drained,omitempty"`
+	// Liveness (probe): only check that the supervisor answers.
+	Liveness bool `json:"liveness,omitempty"`
 }
 
 // Response is the server's answer. OK false comes with Error, one line.
@@ -89,12 +98,14 @@ func ParseRequest(b []byte) (Request, error) {
 	if dec.More() {
 		return Request{}, errors.New("malformed request: more than one JSON value")
 	}
+	if req.WaitDrained && req.Op != OpReload {
+		return Request{}, errors.New("malformed request: wait_drained is for reload")
+	}
+	if req.Liveness && req.Op != OpProbe {
+		return Request{}, errors.New("malformed request: liveness is for probe")
+	}
 	switch req.Op {
-	case OpReload:
-	case OpStatus:
-		if req.WaitDrained {
-			return Request{}, errors.New("malformed request: wait_drained is for reload")
-		}
+	case OpReload, OpStatus, OpProbe, OpPrestop:
 	case "":
 		return Request{}, errors.New("malformed request: no op")
 	default:

@@ -27,7 +27,18 @@ const (
 	// reload starts; one more reload is refused ("N generations still
 	// draining") rather than cutting their requests short.
 	DefaultMaxDraining = 4
+	// DefaultGracePeriod is Kubernetes' default
+	// terminationGracePeriodSeconds.
+	DefaultGracePeriod = 30 * time.Second
 )
+
+// KillMargin is how long before the end of the grace period tini-hot
+// sends SIGKILL to every process left, so that it exits, with a status,
+// before the kubelet's own SIGKILL: a tenth of the grace period, at least
+// 50 ms and at most 1 s.
+func KillMargin(grace time.Duration) time.Duration {
+	return min(max(grace/10, 50*time.Millisecond), time.Second)
+}
 
 // pollInterval bounds how long a missed SIGCHLD could delay reaping while
 // the last processes are being terminated.
@@ -70,6 +81,17 @@ type Options struct {
 	ReloadSignal unix.Signal
 	// MaxDraining bounds the generations draining at once.
 	MaxDraining int
+	// GracePeriod bounds the shutdown that SIGTERM starts: every process
+	// still alive KillMargin before it ends gets SIGKILL. It counts from
+	// the first termination notice, SIGTERM or a prestop request made
+	// within one grace period before SIGTERM, as the kubelet's clock
+	// does. Zero: DefaultGracePeriod.
+	GracePeriod time.Duration
+	// ShutdownDelay keeps the application serving after the first
+	// termination notice, while load balancers stop sending to it;
+	// generations get the drain signal only when it has passed and
+	// SIGTERM has come.
+	ShutdownDelay time.Duration
 	// WarnOnReap logs every reaped process that is not a generation's
 	// main process (tini -w).
 	WarnOnReap bool
@@ -155,7 +177,14 @@ type Supervisor struct {
 	pendingOn bool          // a signal asked for the next upgrade
 	next      int
 	counters  control.ReloadCounters
-	finishing bool
+	// announced is when termination was first announced (prestop or
+	// SIGTERM) and by what; stopping is set by SIGTERM, finishing once
+	// the application has ended and only leftovers are terminated.
+	announced   time.Time
+	announcedBy string
+	stopping    bool
+	deadline    time.Time
+	finishing   bool
 }
 
 // New checks opts and fills in defaults.
@@ -190,6 +219,12 @@ func New(opts Options) (*Supervisor, error) {
 	}
 	if opts.MaxDraining <= 0 {
 		opts.MaxDraining = DefaultMaxDraining
+	}
+	if opts.GracePeriod <= 0 {
+		opts.GracePeriod = DefaultGracePeriod
+	}
+	if opts.ShutdownDelay < 0 || opts.ShutdownDelay >= opts.GracePeriod {
+		return nil, fmt.Errorf("shutdown delay %v must be at least 0 and less than the grace period %v", opts.ShutdownDelay, opts.GracePeriod)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -252,7 +287,7 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 		select {
 		case <-r.Reapable():
 			exits, children := r.Reap()
-			if s.handleExits(exits) {
+			if s.handleExits(exits) || (s.stopping && s.allExited()) {
 				return s.finish(children), nil
 			}
 		case sig := <-r.Signals():
@@ -371,7 +406,7 @@ func (s *Supervisor) exited(e reaper.Exit) bool {
 			_ = g.notify.Close()
 			s.log.Info("generation ended", "generation", g.number, "pid", e.Pid, "state", g.state.String(), "how", e.String())
 			switch {
-			case g == s.current && !s.finishing:
+			case g == s.current && !s.stopping && !s.finishing:
 				g.state = stateExited
 				return true
 			case g.state == stateStarting:
@@ -398,14 +433,110 @@ func (s *Supervisor) exited(e reaper.Exit) bool {
 	return false
 }
 
-// signal forwards sig to the serving generation or starts a reload.
+// allExited reports whether every generation's main process has ended.
+func (s *Supervisor) allExited() bool {
+	for _, g := range s.gens {
+		if !g.exited {
+			return false
+		}
+	}
+	return true
+}
+
+// signal starts the shutdown (SIGTERM) or a reload (the reload signal),
+// or forwards sig to the serving generation. Once the shutdown has
+// begun, SIGTERM and SIGINT change nothing: the drain runs to its end or
+// to the grace period's.
 func (s *Supervisor) signal(sig unix.Signal) {
-	if sig == s.opts.ReloadSignal && !s.finishing {
+	switch {
+	case s.stopping && (sig == unix.SIGTERM || sig == unix.SIGINT):
+		s.log.Info("already shutting down: signal ignored", "signal", reaper.SignalName(sig), "deadline", time.Until(s.deadline).Round(time.Millisecond))
+	case sig == unix.SIGTERM:
+		s.shutdown()
+	case sig == s.opts.ReloadSignal:
 		s.log.Info("reload requested by signal", "signal", reaper.SignalName(sig))
 		s.reload(nil)
+	default:
+		s.send(s.current, sig)
+	}
+}
+
+// announce records the first notice that termination is coming: from
+// then on probe fails and reloads are refused.
+func (s *Supervisor) announce(by string) {
+	if !s.announced.IsZero() {
 		return
 	}
-	s.send(s.current, sig)
+	s.announced, s.announcedBy = time.Now(), by
+	s.log.Info("termination announced", "by", by)
+	s.refuseReloads()
+}
+
+// refuseReloads answers every reload waiting or in progress with an
+// error and aborts the upgrade in progress.
+func (s *Supervisor) refuseReloads() {
+	for _, w := range s.pending {
+		w.answer(control.Response{Error: s.closedReason()})
+	}
+	s.pending, s.pendingOn = nil, false
+}
+
+// shutdown is SIGTERM: keep serving until ShutdownDelay has passed since
+// the first notice, then drain every generation; whatever is left
+// KillMargin before the grace period ends is killed.
+func (s *Supervisor) shutdown() {
+	now := time.Now()
+	if !s.announced.IsZero() && now.Sub(s.announced) >= s.opts.GracePeriod {
+		// A prestop that long ago was no kubelet's: count from now.
+		s.announced = time.Time{}
+	}
+	s.stopping = true
+	s.announce("SIGTERM")
+	s.deadline = s.announced.Add(s.opts.GracePeriod - KillMargin(s.opts.GracePeriod))
+	s.after(time.Until(s.deadline), s.killAtDeadline)
+	if g := s.upgrading; g != nil {
+		s.log.Warn("upgrade aborted: shutting down", "generation", g.number)
+		g.reason = "upgrade aborted by shutdown"
+		for _, w := range g.waiters {
+			w.answer(control.Response{Error: fmt.Sprintf("generation %d: upgrade aborted: shutting down", g.number)})
+		}
+		g.waiters = nil
+		s.upgrading = nil
+	}
+	delay := time.Until(s.announced.Add(s.opts.ShutdownDelay))
+	s.log.Info("shutting down", "drain_in", max(delay, 0).Round(time.Millisecond), "kill_in", time.Until(s.deadline).Round(time.Millisecond))
+	if delay > 0 {
+		s.after(delay, s.drainAll)
+		return
+	}
+	s.drainAll()
+}
+
+// drainAll sends the drain signal to every generation not draining yet.
+func (s *Supervisor) drainAll() {
+	if s.finishing {
+		return
+	}
+	for _, g := range s.gens {
+		if !g.exited && (g.state == stateStarting || g.state == stateServing) {
+			if g.timer != nil {
+				g.timer.Stop() // a ready timeout; the deadline now rules
+			}
+			g.state = stateDraining
+			s.log.Info("draining generation", "generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal))
+			s.send(g, s.opts.DrainSignal)
+		}
+	}
+}
+
+// killAtDeadline kills every process left when the grace period is about
+// to end.
+func (s *Supervisor) killAtDeadline() {
+	if s.finishing {
+		return // finish has its own timer on the same deadline
+	}
+	s.log.Warn("grace period ending: killing every process left", "grace_period", s.opts.GracePeriod)
+	s.killAll()
 }
 
 // send signals g's main process, or its group with SignalGroup.
@@ -432,9 +563,45 @@ func (s *Supervisor) handleRequest(r request) {
 	case control.OpStatus:
 		st := s.status()
 		r.reply <- control.Response{OK: true, Status: &st}
+	case control.OpProbe:
+		r.reply <- s.probe(r.req.Liveness)
+	case control.OpPrestop:
+		s.announce("prestop")
+		r.reply <- control.Response{OK: true, Generation: s.current.number}
 	default:
 		r.reply <- control.Response{Error: fmt.Sprintf("unknown op %q", r.req.Op)}
 	}
+}
+
+// closing reports whether termination has been announced or begun.
+func (s *Supervisor) closing() bool {
+	return !s.announced.IsZero() || s.finishing
+}
+
+// closedReason says why reloads are refused and probe fails.
+func (s *Supervisor) closedReason() string {
+	switch {
+	case s.stopping:
+		return "shutting down (SIGTERM received)"
+	case s.finishing:
+		return "shutting down (the application has exited)"
+	}
+	return "termination announced by " + s.announcedBy
+}
+
+// probe answers a readiness probe: OK while a ready generation serves and
+// no termination has been announced. A liveness probe only needs the
+// owner to answer.
+func (s *Supervisor) probe(liveness bool) control.Response {
+	g := s.current
+	switch {
+	case liveness:
+	case s.closing():
+		return control.Response{Error: "not ready: " + s.closedReason()}
+	case g.state != stateServing:
+		return control.Response{Error: fmt.Sprintf("not ready: generation %d is %s", g.number, g.state)}
+	}
+	return control.Response{OK: true, Generation: g.number}
 }
 
 // reload starts an upgrade, or queues w for the one after the upgrade in
@@ -442,8 +609,9 @@ func (s *Supervisor) handleRequest(r request) {
 // most one more.
 func (s *Supervisor) reload(w *waiter) {
 	s.counters.Requested++
-	if s.finishing {
-		w.answer(control.Response{Error: "shutting down"})
+	if s.closing() {
+		s.counters.Failed++
+		w.answer(control.Response{Error: s.closedReason()})
 		return
 	}
 	if s.upgrading != nil || s.current.state == stateStarting {
@@ -494,7 +662,7 @@ func (s *Supervisor) draining() int {
 
 // ready hands over to g.
 func (s *Supervisor) ready(g *generation) {
-	if g.state != stateStarting || s.finishing {
+	if g.state != stateStarting || s.stopping {
 		return
 	}
 	g.ready = time.Now()
@@ -550,7 +718,7 @@ func (s *Supervisor) drain(g *generation) {
 // failed kills a generation that did not become ready; the serving one
 // never notices.
 func (s *Supervisor) failed(g *generation, reason string) {
-	if g.state != stateStarting || s.finishing {
+	if g.state != stateStarting || s.stopping {
 		return
 	}
 	if g == s.current {
@@ -622,7 +790,12 @@ func (s *Supervisor) forget() {
 // status reports the supervisor for the control socket.
 func (s *Supervisor) status() control.Status {
 	st := control.Status{Pid: s.self, State: "running", Reloads: s.counters}
-	if s.upgrading != nil {
+	switch {
+	case s.stopping:
+		st.State = "shutting down"
+	case s.closing():
+		st.State = s.closedReason()
+	case s.upgrading != nil:
 		st.State = "upgrading"
 	}
 	for _, g := range s.gens {
@@ -666,12 +839,16 @@ func (s *Supervisor) finish(children bool) reaper.Exit {
 		return exit
 	}
 	r := s.opts.Reaper
+	wait := s.opts.KillTimeout
+	if s.stopping {
+		wait = max(min(wait, time.Until(s.deadline)), 0)
+	}
 	if n, err := r.SignalAll(unix.SIGTERM); err != nil {
 		s.log.Warn("terminate remaining processes", "err", err)
 	} else if n > 0 {
-		s.log.Info("terminating remaining processes", "signal", "SIGTERM", "kill_timeout", s.opts.KillTimeout)
+		s.log.Info("terminating remaining processes", "signal", "SIGTERM", "kill_in", wait)
 	}
-	kill := time.NewTimer(s.opts.KillTimeout)
+	kill := time.NewTimer(wait)
 	defer kill.Stop()
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
@@ -685,7 +862,7 @@ func (s *Supervisor) finish(children bool) reaper.Exit {
 				s.killAll()
 			}
 		case <-kill.C:
-			s.log.Warn("processes left after kill timeout: sending SIGKILL", "kill_timeout", s.opts.KillTimeout)
+			s.log.Warn("processes left: sending SIGKILL", "after", wait)
 			killing = true
 			s.killAll()
 		case sig := <-r.Signals():

@@ -14,54 +14,84 @@ import (
 	"github.com/tini-hot/tini-hot/control"
 )
 
-// runClient runs the reload and status subcommands.
+// DefaultProbeTimeout bounds probe: a kubelet's exec probe times out
+// after 1 s by default.
+const DefaultProbeTimeout = 900 * time.Millisecond
+
+// runClient runs the reload, status, probe and prestop subcommands.
 func runClient(cfg *config, stdout, stderr io.Writer) int {
-	fs := pflag.NewFlagSet("tini-hot "+cfg.subcommand, pflag.ContinueOnError)
+	sub := cfg.subcommand
+	fs := pflag.NewFlagSet("tini-hot "+sub, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	timeout := fs.Duration("timeout", 0, "give up after D (default: wait for the answer)")
-	waitDrained := fs.Bool("wait-drained", false, "answer once the old generation has exited")
-	asJSON := fs.Bool("json", false, "print the status as JSON")
 	fs.StringVar(&cfg.control, "control", cfg.control, "control socket path")
+	var (
+		timeout     time.Duration
+		waitDrained bool
+		asJSON      bool
+		liveness    bool
+		delay       time.Duration
+	)
+	switch sub {
+	case "reload":
+		fs.DurationVar(&timeout, "timeout", 0, "give up after D (default: wait for the answer)")
+		fs.BoolVar(&waitDrained, "wait-drained", false, "answer once the old generation has exited")
+	case "status":
+		fs.BoolVar(&asJSON, "json", false, "print the status as JSON")
+	case "probe":
+		fs.DurationVar(&timeout, "timeout", DefaultProbeTimeout, "fail when there is no answer after D")
+		fs.BoolVar(&liveness, "liveness", false, "only check that the supervisor answers")
+	case "prestop":
+		fs.DurationVar(&delay, "delay", 0, "wait D after telling the supervisor, while endpoints are removed")
+		fs.DurationVar(&timeout, "timeout", DefaultProbeTimeout, "give up telling the supervisor after D")
+	}
 	if err := fs.Parse(cfg.command); err != nil || fs.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 		}
-		fmt.Fprintf(stderr, "tini-hot %s: %v (see tini-hot --help)\n", cfg.subcommand, err)
+		fmt.Fprintf(stderr, "tini-hot %s: %v (see tini-hot --help)\n", sub, err)
 		return exitUsage
 	}
-	if (cfg.subcommand == "status" && (fs.Changed("timeout") || *waitDrained)) || (cfg.subcommand == "reload" && *asJSON) {
-		fmt.Fprintf(stderr, "tini-hot %s: flag not valid for this subcommand (see tini-hot --help)\n", cfg.subcommand)
+	if timeout < 0 || delay < 0 {
+		fmt.Fprintf(stderr, "tini-hot %s: durations must not be negative (see tini-hot --help)\n", sub)
 		return exitUsage
 	}
 	ctx := context.Background()
-	if *timeout > 0 {
+	if timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
-	req := control.Request{Op: cfg.subcommand, WaitDrained: *waitDrained}
+	req := control.Request{Op: sub, WaitDrained: waitDrained, Liveness: liveness}
 	resp, err := control.Do(ctx, cfg.control, req)
+	if sub == "prestop" {
+		// Wait even when the supervisor could not be told: the delay is
+		// what lets endpoints be removed before SIGTERM.
+		time.Sleep(delay)
+	}
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		fmt.Fprintf(stderr, "tini-hot %s: timed out after %v\n", cfg.subcommand, *timeout)
+		fmt.Fprintf(stderr, "tini-hot %s: timed out after %v\n", sub, timeout)
 		return exitFailure
 	case err != nil:
-		fmt.Fprintf(stderr, "tini-hot %s: %v\n", cfg.subcommand, err)
+		fmt.Fprintf(stderr, "tini-hot %s: %v\n", sub, err)
 		return exitFailure
 	case !resp.OK:
-		fmt.Fprintf(stderr, "tini-hot %s: %s\n", cfg.subcommand, resp.Error)
+		fmt.Fprintf(stderr, "tini-hot %s: %s\n", sub, resp.Error)
 		return exitFailure
 	}
-	if cfg.subcommand == "reload" {
+	switch {
+	case sub == "reload":
 		fmt.Fprintf(stdout, "generation %d serving\n", resp.Generation)
-		return 0
-	}
-	if *asJSON {
+	case sub == "status" && asJSON:
 		b, _ := json.MarshalIndent(resp.Status, "", "  ") // a Status always marshals
 		fmt.Fprintln(stdout, string(b))
-		return 0
+	case sub == "status":
+		printStatus(stdout, resp.Status)
+	case sub == "probe" && liveness:
+		fmt.Fprintln(stdout, "alive")
+	case sub == "probe":
+		fmt.Fprintf(stdout, "ready: generation %d serving\n", resp.Generation)
 	}
-	printStatus(stdout, resp.Status)
 	return 0
 }
 

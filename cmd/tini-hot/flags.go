@@ -30,14 +30,16 @@ type config struct {
 	killTimeout  time.Duration
 	command      []string
 
-	listen       []upgrade.ListenSpec
-	ready        upgrade.Readiness
-	readyTimeout time.Duration
-	drainSignal  unix.Signal
-	drainTimeout time.Duration
-	reloadSignal unix.Signal
-	maxDraining  int
-	control      string
+	listen        []upgrade.ListenSpec
+	ready         upgrade.Readiness
+	readyTimeout  time.Duration
+	drainSignal   unix.Signal
+	drainTimeout  time.Duration
+	reloadSignal  unix.Signal
+	maxDraining   int
+	gracePeriod   time.Duration
+	shutdownDelay time.Duration
+	control       string
 	// subcommand is reload, status or version; "" supervises command.
 	subcommand string
 }
@@ -83,6 +85,8 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", upgrade.DefaultDrainTimeout, "an old generation still alive after this is killed, whole process tree")
 	fs.Var(&reload, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")
 	fs.IntVar(&cfg.maxDraining, "max-draining", upgrade.DefaultMaxDraining, "reloads are refused while this many old generations still drain")
+	fs.DurationVar(&cfg.gracePeriod, "grace-period", upgrade.DefaultGracePeriod, "after SIGTERM (or a prestop just before it) every process left this close to the end gets SIGKILL; set it to terminationGracePeriodSeconds")
+	fs.DurationVar(&cfg.shutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving this long, not ready, before draining")
 	fs.StringVar(&cfg.control, "control", DefaultControl, "control socket `PATH` (reload, status)")
 	cfg.verbosity = 1
 
@@ -104,7 +108,7 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 		case "version":
 			cfg.version = true
 			return cfg, nil
-		case "reload", "status":
+		case "reload", "status", "probe", "prestop":
 			cfg.subcommand = rest[0]
 			cfg.command = rest[1:]
 			return cfg, nil
@@ -113,10 +117,13 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 	if len(rest) == 0 {
 		return nil, errors.New("no command given: usage is tini-hot [flags] -- COMMAND [ARG...]")
 	}
-	for name, d := range map[string]time.Duration{"kill-timeout": cfg.killTimeout, "ready-timeout": cfg.readyTimeout, "drain-timeout": cfg.drainTimeout} {
+	for name, d := range map[string]time.Duration{"kill-timeout": cfg.killTimeout, "ready-timeout": cfg.readyTimeout, "drain-timeout": cfg.drainTimeout, "grace-period": cfg.gracePeriod} {
 		if d <= 0 {
 			return nil, fmt.Errorf("--%s %v: must be positive", name, d)
 		}
+	}
+	if cfg.shutdownDelay < 0 || cfg.shutdownDelay >= cfg.gracePeriod {
+		return nil, fmt.Errorf("--shutdown-delay %v: must be at least 0 and less than --grace-period %v", cfg.shutdownDelay, cfg.gracePeriod)
 	}
 	if cfg.maxDraining < 1 {
 		return nil, fmt.Errorf("--max-draining %d: must be at least 1", cfg.maxDraining)
@@ -166,6 +173,8 @@ func usage(fs *pflag.FlagSet) string {
 	b.WriteString(`Usage: tini-hot [flags] -- COMMAND [ARG...]
        tini-hot [--control PATH] reload [--timeout D] [--wait-drained]
        tini-hot [--control PATH] status [--json]
+       tini-hot [--control PATH] probe [--liveness] [--timeout D]
+       tini-hot [--control PATH] prestop [--delay D]
        tini-hot version
 
 tini-hot runs COMMAND as its child and stays PID 1 (or a subreaper): it reaps

@@ -99,19 +99,21 @@ func supervise(cfg *config, stderr io.Writer) int {
 		}
 	}
 	sup, err := upgrade.New(upgrade.Options{
-		Command:      cfg.command,
-		Reaper:       r,
-		Listeners:    listeners,
-		SignalGroup:  cfg.group,
-		KillTimeout:  cfg.killTimeout,
-		Ready:        cfg.ready,
-		ReadyTimeout: cfg.readyTimeout,
-		DrainSignal:  cfg.drainSignal,
-		DrainTimeout: cfg.drainTimeout,
-		ReloadSignal: cfg.reloadSignal,
-		MaxDraining:  cfg.maxDraining,
-		WarnOnReap:   cfg.warnOnReap,
-		Logger:       log,
+		Command:       cfg.command,
+		Reaper:        r,
+		Listeners:     listeners,
+		SignalGroup:   cfg.group,
+		KillTimeout:   cfg.killTimeout,
+		Ready:         cfg.ready,
+		ReadyTimeout:  cfg.readyTimeout,
+		DrainSignal:   cfg.drainSignal,
+		DrainTimeout:  cfg.drainTimeout,
+		ReloadSignal:  cfg.reloadSignal,
+		MaxDraining:   cfg.maxDraining,
+		GracePeriod:   cfg.gracePeriod,
+		ShutdownDelay: cfg.shutdownDelay,
+		WarnOnReap:    cfg.warnOnReap,
+		Logger:        log,
 	})
 	if err != nil {
 		return fail(err)
