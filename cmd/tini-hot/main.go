@@ -19,6 +19,7 @@ import (
 	"runtime"
 
 	"github.com/tini-hot/tini-hot/control"
+	"github.com/tini-hot/tini-hot/internal/cli"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/reaper"
 	"github.com/tini-hot/tini-hot/upgrade"
@@ -40,38 +41,33 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-const (
-	exitFailure = 1
-	exitUsage   = 2
-)
-
 // run is tini-hot without os.Exit, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
-	cfg, err := parse(args, os.LookupEnv)
+	cfg, err := cli.Parse(args, os.LookupEnv)
 	if err != nil {
 		fmt.Fprintf(stderr, "tini-hot: %v (see tini-hot --help)\n", err)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	switch {
-	case cfg.help:
-		fmt.Fprint(stdout, usage(cfg.flags))
+	case cfg.Help:
+		fmt.Fprint(stdout, cli.Usage(cfg.Flags))
 		return 0
-	case cfg.version:
+	case cfg.Version:
 		fmt.Fprintf(stdout, "tini-hot %s\n", version)
 		return 0
-	case cfg.subcommand != "":
-		return runClient(cfg, stdout, stderr)
+	case cfg.Subcommand != "":
+		return cli.RunClient(cfg, stdout, stderr)
 	}
 	return supervise(cfg, stderr)
 }
 
 // supervise is tini-hot as init.
-func supervise(cfg *config, stderr io.Writer) int {
-	log := newLogger(stderr, cfg.verbosity)
+func supervise(cfg *cli.Config, stderr io.Writer) int {
+	log := newLogger(stderr, cfg.Verbosity)
 	slog.SetDefault(log)
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
-		return exitFailure
+		return cli.ExitFailure
 	}
 
 	// Sockets first: a bind failure starts nothing.
@@ -81,7 +77,7 @@ func supervise(cfg *config, stderr io.Writer) int {
 			_ = l.Close() // removes unix socket files
 		}
 	}()
-	for _, spec := range cfg.listen {
+	for _, spec := range cfg.Listen {
 		l, err := upgrade.Bind(spec)
 		if err != nil {
 			return fail(err)
@@ -93,26 +89,26 @@ func supervise(cfg *config, stderr io.Writer) int {
 	if err != nil {
 		return fail(err)
 	}
-	if cfg.pdeathSignal != 0 {
-		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(cfg.pdeathSignal), 0, 0, 0); err != nil {
+	if cfg.PdeathSignal != 0 {
+		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(cfg.PdeathSignal), 0, 0, 0); err != nil {
 			return fail(fmt.Errorf("set parent-death signal: %w", err))
 		}
 	}
 	sup, err := upgrade.New(upgrade.Options{
-		Command:       cfg.command,
+		Command:       cfg.Command,
 		Reaper:        r,
 		Listeners:     listeners,
-		SignalGroup:   cfg.group,
-		KillTimeout:   cfg.killTimeout,
-		Ready:         cfg.ready,
-		ReadyTimeout:  cfg.readyTimeout,
-		DrainSignal:   cfg.drainSignal,
-		DrainTimeout:  cfg.drainTimeout,
-		ReloadSignal:  cfg.reloadSignal,
-		MaxDraining:   cfg.maxDraining,
-		GracePeriod:   cfg.gracePeriod,
-		ShutdownDelay: cfg.shutdownDelay,
-		WarnOnReap:    cfg.warnOnReap,
+		SignalGroup:   cfg.Group,
+		KillTimeout:   cfg.KillTimeout,
+		Ready:         cfg.Ready,
+		ReadyTimeout:  cfg.ReadyTimeout,
+		DrainSignal:   cfg.DrainSignal,
+		DrainTimeout:  cfg.DrainTimeout,
+		ReloadSignal:  cfg.ReloadSignal,
+		MaxDraining:   cfg.MaxDraining,
+		GracePeriod:   cfg.GracePeriod,
+		ShutdownDelay: cfg.ShutdownDelay,
+		WarnOnReap:    cfg.WarnOnReap,
 		Logger:        log,
 	})
 	if err != nil {
@@ -121,9 +117,9 @@ func supervise(cfg *config, stderr io.Writer) int {
 	// The control socket is a convenience: without it SIGHUP still
 	// reloads, so failing to create it (read-only root filesystem) is a
 	// warning.
-	if err := os.MkdirAll(filepath.Dir(cfg.control), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(cfg.Control), 0o755); err != nil {
 		log.Warn("no control socket", "err", err)
-	} else if srv, err := control.Listen(cfg.control, sup.Handle, log); err != nil {
+	} else if srv, err := control.Listen(cfg.Control, sup.Handle, log); err != nil {
 		log.Warn("no control socket", "err", err)
 	} else {
 		defer srv.Close()
@@ -133,7 +129,7 @@ func supervise(cfg *config, stderr io.Writer) int {
 		return fail(err)
 	}
 	code := exit.Code()
-	if cfg.remap[code] {
+	if cfg.Remap[code] {
 		return 0
 	}
 	return code

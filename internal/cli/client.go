@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -18,12 +18,12 @@ import (
 // after 1 s by default.
 const DefaultProbeTimeout = 900 * time.Millisecond
 
-// runClient runs the reload, status, probe and prestop subcommands.
-func runClient(cfg *config, stdout, stderr io.Writer) int {
-	sub := cfg.subcommand
+// RunClient runs the reload, status, probe and prestop subcommands.
+func RunClient(cfg *Config, stdout, stderr io.Writer) int {
+	sub := cfg.Subcommand
 	fs := pflag.NewFlagSet("tini-hot "+sub, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.control, "control", cfg.control, "control socket path")
+	fs.StringVar(&cfg.Control, "control", cfg.Control, "control socket path")
 	var (
 		timeout     time.Duration
 		waitDrained bool
@@ -44,16 +44,16 @@ func runClient(cfg *config, stdout, stderr io.Writer) int {
 		fs.DurationVar(&delay, "delay", 0, "wait D after telling the supervisor, while endpoints are removed")
 		fs.DurationVar(&timeout, "timeout", DefaultProbeTimeout, "give up telling the supervisor after D")
 	}
-	if err := fs.Parse(cfg.command); err != nil || fs.NArg() > 0 {
+	if err := fs.Parse(cfg.Command); err != nil || fs.NArg() > 0 {
 		if err == nil {
 			err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 		}
 		fmt.Fprintf(stderr, "tini-hot %s: %v (see tini-hot --help)\n", sub, err)
-		return exitUsage
+		return ExitUsage
 	}
 	if timeout < 0 || delay < 0 {
 		fmt.Fprintf(stderr, "tini-hot %s: durations must not be negative (see tini-hot --help)\n", sub)
-		return exitUsage
+		return ExitUsage
 	}
 	ctx := context.Background()
 	if timeout > 0 {
@@ -62,7 +62,7 @@ func runClient(cfg *config, stdout, stderr io.Writer) int {
 		defer cancel()
 	}
 	req := control.Request{Op: sub, WaitDrained: waitDrained, Liveness: liveness}
-	resp, err := control.Do(ctx, cfg.control, req)
+	resp, err := control.Do(ctx, cfg.Control, req)
 	if sub == "prestop" {
 		// Wait even when the supervisor could not be told: the delay is
 		// what lets endpoints be removed before SIGTERM.
@@ -71,13 +71,13 @@ func runClient(cfg *config, stdout, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		fmt.Fprintf(stderr, "tini-hot %s: timed out after %v\n", sub, timeout)
-		return exitFailure
+		return ExitFailure
 	case err != nil:
 		fmt.Fprintf(stderr, "tini-hot %s: %v\n", sub, err)
-		return exitFailure
+		return ExitFailure
 	case !resp.OK:
 		fmt.Fprintf(stderr, "tini-hot %s: %s\n", sub, resp.Error)
-		return exitFailure
+		return ExitFailure
 	}
 	switch {
 	case sub == "reload":

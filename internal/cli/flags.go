@@ -1,4 +1,7 @@
-package main
+// Package cli is tini-hot's command line: flags and their environment
+// variables, the help text, and the client subcommands (reload, status,
+// probe, prestop).
+package cli
 
 import (
 	"errors"
@@ -15,33 +18,40 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// config is a parsed command line.
-type config struct {
-	flags *pflag.FlagSet
+// Exit statuses of tini-hot itself and its subcommands.
+const (
+	ExitFailure = 1
+	ExitUsage   = 2
+)
 
-	help         bool
-	version      bool
-	subreaper    bool
-	group        bool
-	warnOnReap   bool
-	verbosity    int
-	remap        exitCodes
-	pdeathSignal unix.Signal
-	killTimeout  time.Duration
-	command      []string
+// Config is a parsed command line.
+type Config struct {
+	Flags *pflag.FlagSet
 
-	listen        []upgrade.ListenSpec
-	ready         upgrade.Readiness
-	readyTimeout  time.Duration
-	drainSignal   unix.Signal
-	drainTimeout  time.Duration
-	reloadSignal  unix.Signal
-	maxDraining   int
-	gracePeriod   time.Duration
-	shutdownDelay time.Duration
-	control       string
-	// subcommand is reload, status or version; "" supervises command.
-	subcommand string
+	Help         bool
+	Version      bool
+	Subreaper    bool
+	Group        bool
+	WarnOnReap   bool
+	Verbosity    int
+	Remap        exitCodes
+	PdeathSignal unix.Signal
+	KillTimeout  time.Duration
+	Command      []string
+
+	Listen        []upgrade.ListenSpec
+	Ready         upgrade.Readiness
+	ReadyTimeout  time.Duration
+	DrainSignal   unix.Signal
+	DrainTimeout  time.Duration
+	ReloadSignal  unix.Signal
+	MaxDraining   int
+	GracePeriod   time.Duration
+	ShutdownDelay time.Duration
+	Control       string
+	// Subcommand is reload, status, probe or prestop, its arguments in
+	// Command; "" supervises Command.
+	Subcommand string
 }
 
 // DefaultControl is the control socket's path when neither --control nor
@@ -52,43 +62,43 @@ const DefaultControl = "/run/tini-hot.sock"
 // --kill-timeout is TINI_HOT_KILL_TIMEOUT.
 const envPrefix = "TINI_HOT_"
 
-// parse reads the command line, after the environment: every flag may
+// Parse reads the command line, after the environment: every flag may
 // also come from TINI_HOT_<FLAG>, and tini's TINI_SUBREAPER,
 // TINI_KILL_PROCESS_GROUP and TINI_VERBOSITY are honoured. The command
 // line wins over the environment.
-func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error) {
-	cfg := &config{remap: exitCodes{}}
+func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
+	cfg := &Config{Remap: exitCodes{}}
 	fs := pflag.NewFlagSet("tini-hot", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
 	fs.Usage = func() {}
 	fs.SetOutput(io.Discard) // errors are printed by run, in one line
-	cfg.flags = fs
+	cfg.Flags = fs
 
 	var pdeath signalValue
 	drain := signalValue{sig: upgrade.DefaultDrainSignal}
 	reload := signalValue{sig: upgrade.DefaultReloadSignal, allowNone: true}
 	ready := readyValue{r: upgrade.DefaultReadiness}
-	listen := listenValue{specs: &cfg.listen}
-	fs.BoolVarP(&cfg.help, "help", "h", false, "show this help and exit")
-	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
-	fs.BoolVarP(&cfg.subreaper, "subreaper", "s", false, "register as a child subreaper (always done when not PID 1; accepted for tini compatibility)")
-	fs.BoolVarP(&cfg.group, "process-group", "g", false, "forward signals to the child's process group, not just the child")
-	fs.BoolVarP(&cfg.warnOnReap, "warn-on-reap", "w", false, "log a warning for every reaped orphan")
-	fs.CountVarP(&cfg.verbosity, "verbose", "v", "more output; repeat up to 3 times (default level 1: warnings)")
-	fs.VarP(cfg.remap, "remap-exit", "e", "exit 0 when the child exits with `CODE` (0-255; repeatable)")
+	listen := listenValue{specs: &cfg.Listen}
+	fs.BoolVarP(&cfg.Help, "help", "h", false, "show this help and exit")
+	fs.BoolVar(&cfg.Version, "version", false, "print the version and exit")
+	fs.BoolVarP(&cfg.Subreaper, "subreaper", "s", false, "register as a child subreaper (always done when not PID 1; accepted for tini compatibility)")
+	fs.BoolVarP(&cfg.Group, "process-group", "g", false, "forward signals to the child's process group, not just the child")
+	fs.BoolVarP(&cfg.WarnOnReap, "warn-on-reap", "w", false, "log a warning for every reaped orphan")
+	fs.CountVarP(&cfg.Verbosity, "verbose", "v", "more output; repeat up to 3 times (default level 1: warnings)")
+	fs.VarP(cfg.Remap, "remap-exit", "e", "exit 0 when the child exits with `CODE` (0-255; repeatable)")
 	fs.VarP(&pdeath, "pdeath-signal", "p", "send tini-hot `SIGNAL` when its parent dies, e.g. SIGKILL")
-	fs.DurationVar(&cfg.killTimeout, "kill-timeout", upgrade.DefaultKillTimeout, "after the child exits, time from SIGTERM to SIGKILL for processes it left")
+	fs.DurationVar(&cfg.KillTimeout, "kill-timeout", upgrade.DefaultKillTimeout, "after the child exits, time from SIGTERM to SIGKILL for processes it left")
 	fs.VarP(&listen, "listen", "l", "bind `[NAME=]URL` and hand it to every generation (tcp://, tcp4://, tcp6://, udp://, unix://; repeatable)")
 	fs.Var(&ready, "ready", "when a new generation is ready: notify, delay:DURATION or exec:COMMAND")
-	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", upgrade.DefaultReadyTimeout, "a new generation not ready in time is killed and the reload fails")
+	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", upgrade.DefaultReadyTimeout, "a new generation not ready in time is killed and the reload fails")
 	fs.Var(&drain, "drain-signal", "`SIGNAL` that tells an old generation to finish its requests and exit")
-	fs.DurationVar(&cfg.drainTimeout, "drain-timeout", upgrade.DefaultDrainTimeout, "an old generation still alive after this is killed, whole process tree")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", upgrade.DefaultDrainTimeout, "an old generation still alive after this is killed, whole process tree")
 	fs.Var(&reload, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")
-	fs.IntVar(&cfg.maxDraining, "max-draining", upgrade.DefaultMaxDraining, "reloads are refused while this many old generations still drain")
-	fs.DurationVar(&cfg.gracePeriod, "grace-period", upgrade.DefaultGracePeriod, "after SIGTERM (or a prestop just before it) every process left this close to the end gets SIGKILL; set it to terminationGracePeriodSeconds")
-	fs.DurationVar(&cfg.shutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving this long, not ready, before draining")
-	fs.StringVar(&cfg.control, "control", DefaultControl, "control socket `PATH` (reload, status)")
-	cfg.verbosity = 1
+	fs.IntVar(&cfg.MaxDraining, "max-draining", upgrade.DefaultMaxDraining, "reloads are refused while this many old generations still drain")
+	fs.DurationVar(&cfg.GracePeriod, "grace-period", upgrade.DefaultGracePeriod, "after SIGTERM (or a prestop just before it) every process left this close to the end gets SIGKILL; set it to terminationGracePeriodSeconds")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving this long, not ready, before draining")
+	fs.StringVar(&cfg.Control, "control", DefaultControl, "control socket `PATH` (reload, status)")
+	cfg.Verbosity = 1
 
 	if err := applyEnv(fs, lookupEnv); err != nil {
 		return nil, err
@@ -96,8 +106,8 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	cfg.pdeathSignal, cfg.drainSignal, cfg.reloadSignal, cfg.ready = pdeath.sig, drain.sig, reload.sig, ready.r
-	if cfg.help || cfg.version {
+	cfg.PdeathSignal, cfg.DrainSignal, cfg.ReloadSignal, cfg.Ready = pdeath.sig, drain.sig, reload.sig, ready.r
+	if cfg.Help || cfg.Version {
 		return cfg, nil
 	}
 	rest := fs.Args()
@@ -106,29 +116,29 @@ func parse(args []string, lookupEnv func(string) (string, bool)) (*config, error
 		// version` runs a program named version.
 		switch rest[0] {
 		case "version":
-			cfg.version = true
+			cfg.Version = true
 			return cfg, nil
 		case "reload", "status", "probe", "prestop":
-			cfg.subcommand = rest[0]
-			cfg.command = rest[1:]
+			cfg.Subcommand = rest[0]
+			cfg.Command = rest[1:]
 			return cfg, nil
 		}
 	}
 	if len(rest) == 0 {
 		return nil, errors.New("no command given: usage is tini-hot [flags] -- COMMAND [ARG...]")
 	}
-	for name, d := range map[string]time.Duration{"kill-timeout": cfg.killTimeout, "ready-timeout": cfg.readyTimeout, "drain-timeout": cfg.drainTimeout, "grace-period": cfg.gracePeriod} {
+	for name, d := range map[string]time.Duration{"kill-timeout": cfg.KillTimeout, "ready-timeout": cfg.ReadyTimeout, "drain-timeout": cfg.DrainTimeout, "grace-period": cfg.GracePeriod} {
 		if d <= 0 {
 			return nil, fmt.Errorf("--%s %v: must be positive", name, d)
 		}
 	}
-	if cfg.shutdownDelay < 0 || cfg.shutdownDelay >= cfg.gracePeriod {
-		return nil, fmt.Errorf("--shutdown-delay %v: must be at least 0 and less than --grace-period %v", cfg.shutdownDelay, cfg.gracePeriod)
+	if cfg.ShutdownDelay < 0 || cfg.ShutdownDelay >= cfg.GracePeriod {
+		return nil, fmt.Errorf("--shutdown-delay %v: must be at least 0 and less than --grace-period %v", cfg.ShutdownDelay, cfg.GracePeriod)
 	}
-	if cfg.maxDraining < 1 {
-		return nil, fmt.Errorf("--max-draining %d: must be at least 1", cfg.maxDraining)
+	if cfg.MaxDraining < 1 {
+		return nil, fmt.Errorf("--max-draining %d: must be at least 1", cfg.MaxDraining)
 	}
-	cfg.command = rest
+	cfg.Command = rest
 	return cfg, nil
 }
 
@@ -167,8 +177,8 @@ func envName(flag string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// usage is the --help text.
-func usage(fs *pflag.FlagSet) string {
+// Usage is the --help text.
+func Usage(fs *pflag.FlagSet) string {
 	var b strings.Builder
 	b.WriteString(`Usage: tini-hot [flags] -- COMMAND [ARG...]
        tini-hot [--control PATH] reload [--timeout D] [--wait-drained]

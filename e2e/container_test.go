@@ -1,0 +1,231 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Images the container test builds from the repository's Dockerfile.
+const (
+	buildImage = "localhost/tini-hot-e2e-build:local"
+	binImage   = "localhost/tini-hot-e2e:test"
+	demoImage  = "localhost/tini-hot-e2e-demo:test"
+)
+
+// podman runs podman with args and returns its trimmed output; it fails
+// the test on an error.
+func podman(t testing.TB, args ...string) string {
+	t.Helper()
+	out, code := podmanCode(args...)
+	if code != 0 {
+		t.Fatalf("podman %s: status %d: %s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// podmanCode runs podman with args; it returns the output and exit status.
+func podmanCode(args ...string) (string, int) {
+	out, err := exec.Command("podman", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), exitCode(err)
+}
+
+// requirePodman checks that podman can run containers here.
+func requirePodman(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		need(t, "root (podman)")
+	}
+	if _, err := exec.LookPath("podman"); err != nil {
+		need(t, "podman (Debian packages podman and runc, with /etc/containers/containers.conf as in .ci/run)")
+	}
+	if out, code := podmanCode("info", "--format", "{{.Host.OCIRuntime.Name}}"); code != 0 {
+		need(t, "a working podman: %s", out)
+	}
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		need(t, "a static busybox at /bin/busybox (Debian package busybox-static) for the offline build image")
+	}
+}
+
+// importBuildImage makes the Dockerfile's build stage image offline: the
+// host's Go and busybox in an otherwise empty image. The module proxy is
+// reached at build time through the host network.
+func importBuildImage(t *testing.T) {
+	t.Helper()
+	stage := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(stage, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(stage, "tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	goroot := strings.TrimSpace(mustOutput(t, "go", "env", "GOROOT"))
+	script := fmt.Sprintf(`set -e
+mkdir -p %[1]s/bin %[1]s/usr/local
+cp /bin/busybox %[1]s/bin/busybox
+ln -s busybox %[1]s/bin/sh
+tar -cf - -C %[1]s . -C / %[2]s etc/ssl/certs/ca-certificates.crt | podman import - %[3]s`,
+		stage, strings.TrimPrefix(goroot, "/"), buildImage)
+	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
+		t.Fatalf("import the build image: %v: %s", err, out)
+	}
+}
+
+func mustOutput(t *testing.T, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).Output()
+	if err != nil {
+		t.Fatalf("%s %v: %v", name, args, err)
+	}
+	return string(out)
+}
+
+// buildImages builds both targets of the repository's Dockerfile.
+func buildImages(t *testing.T) {
+	t.Helper()
+	importBuildImage(t)
+	goproxy := strings.TrimSpace(mustOutput(t, "go", "env", "GOPROXY"))
+	for _, target := range []struct{ name, tag string }{{"demo", demoImage}, {"tini-hot", binImage}} {
+		start := time.Now()
+		podman(t, "build", "--network=host", "--target", target.name, "-t", target.tag,
+			"--build-arg", "GO_IMAGE="+buildImage, "--build-arg", "BUSYBOX_IMAGE="+buildImage,
+			"--build-arg", "GOPROXY="+goproxy, "--build-arg", "VERSION=e2e", "..")
+		size := podman(t, "image", "inspect", "--format", "{{.Size}}", target.tag)
+		t.Logf("image %s (target %s): %s bytes, built in %v", target.tag, target.name, size, time.Since(start).Round(time.Second))
+	}
+	t.Cleanup(func() {
+		_, _ = podmanCode("rmi", "-f", binImage, demoImage, buildImage)
+	})
+}
+
+// container is a running demo container.
+type container struct {
+	t    *testing.T
+	name string
+	url  string
+}
+
+func (c *container) exec(args ...string) (string, int) {
+	return podmanCode(append([]string{"exec", c.name}, args...)...)
+}
+
+// pidOf asks the demo who answers and returns the pid.
+func pidOf(t *testing.T, url string) string {
+	t.Helper()
+	body, err := get(http.DefaultClient, url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return strings.Fields(body)[0]
+}
+
+// TestContainer builds the images from the Dockerfile and plays a
+// kubelet's part against the demo container: readiness probe, upgrades
+// under load with `kill -HUP 1` and `tini-hot reload`, an exec orphan,
+// preStop, then `podman stop` within the grace period.
+func TestContainer(t *testing.T) {
+	requirePodman(t)
+	buildImages(t)
+
+	// The image without the demo: nothing but a static /tini-hot.
+	if out := podman(t, "run", "--rm", binImage, "version"); out != "tini-hot e2e" {
+		t.Errorf("tini-hot image: version %q", out)
+	}
+
+	const grace = 10
+	addr := freeAddr(t)
+	c := &container{t: t, name: fmt.Sprintf("tini-hot-e2e-%d", os.Getpid()), url: "http://" + addr + "/"}
+	podman(t, "run", "-d", "--name", c.name, "-p", addr+":8080",
+		"-e", "TINI_HOT_GRACE_PERIOD="+strconv.Itoa(grace)+"s", "-e", "TINI_HOT_VERBOSE=2", demoImage)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := podmanCode("logs", c.name)
+			t.Logf("container log:\n%s", out)
+		}
+		_, _ = podmanCode("rm", "-f", "-t", "0", c.name)
+	})
+
+	start := time.Now()
+	waitFor(t, "the readiness probe to pass", func() (string, bool) {
+		_, code := c.exec("/tini-hot", "probe")
+		return "", code == 0
+	})
+	t.Logf("probe passed %v after podman run", time.Since(start).Round(time.Millisecond))
+
+	t.Run("upgrades", func(t *testing.T) {
+		l := startLoad(c.url, 4, 4)
+		pid := pidOf(t, c.url)
+		for i := range 6 {
+			how := []string{"kill", "-HUP", "1"}
+			if i%2 == 1 {
+				how = []string{"/tini-hot", "reload"}
+			}
+			if out, code := c.exec(how...); code != 0 {
+				t.Fatalf("podman exec %s %v: %d %s", c.name, how, code, out)
+			}
+			next := waitFor(t, "a new pid after "+strings.Join(how, " "), func() (string, bool) {
+				p := pidOf(t, c.url)
+				return p, p != pid
+			})
+			t.Logf("%s: %s → %s", strings.Join(how, " "), pid, next)
+			pid = next
+		}
+		l.finish(t)
+		t.Logf("6 upgrades through podman exec under load: %d requests, %d failed", l.ok.Load(), l.failed.Load())
+	})
+
+	t.Run("orphan", func(t *testing.T) {
+		out, code := c.exec("sh", "-c", "sleep 30 & echo $!; exit")
+		if code != 0 {
+			t.Fatalf("exec: %d %s", code, out)
+		}
+		pid := strings.TrimSpace(out)
+		if st, _ := c.exec("grep", "PPid", "/proc/"+pid+"/status"); strings.Fields(st+" x")[1] != "1" {
+			t.Fatalf("orphan %s: %q, want it adopted by PID 1", pid, st)
+		}
+		if out, code := c.exec("kill", pid); code != 0 {
+			t.Fatalf("kill %s: %s", pid, out)
+		}
+		waitFor(t, "the orphan to be reaped", func() (string, bool) {
+			_, code := c.exec("test", "-e", "/proc/"+pid)
+			return "", code != 0 // a zombie keeps its /proc entry
+		})
+	})
+
+	t.Run("terminate", func(t *testing.T) {
+		slow := make(chan error, 1)
+		go func() {
+			body, err := get(&http.Client{}, c.url+"?sleep=3")
+			if err == nil && !strings.HasPrefix(body, "ospid:") {
+				err = fmt.Errorf("answer %q", body)
+			}
+			slow <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		start := time.Now()
+		if out, code := c.exec("/tini-hot", "prestop", "--delay", "1s"); code != 0 {
+			t.Fatalf("prestop: %d %s", code, out)
+		}
+		if out, code := c.exec("/tini-hot", "probe"); code != 1 || !strings.Contains(out, "termination announced by prestop") {
+			t.Errorf("probe after prestop: %d %q", code, out)
+		}
+		podman(t, "stop", "-t", strconv.Itoa(grace), c.name)
+		took := time.Since(start)
+		if err := <-slow; err != nil {
+			t.Errorf("request in flight across preStop and SIGTERM: %v", err)
+		}
+		if code := podman(t, "inspect", "--format", "{{.State.ExitCode}}", c.name); code != "0" {
+			t.Errorf("container exit code %s, want 0", code)
+		}
+		if took >= grace*time.Second {
+			t.Errorf("preStop + stop took %v, not within the %ds grace period", took, grace)
+		}
+		t.Logf("in-flight 3s request answered; preStop (1s) + podman stop: container exited 0 after %v (grace %ds)", took.Round(time.Millisecond), grace)
+	})
+}

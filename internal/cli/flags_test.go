@@ -1,0 +1,135 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func TestParse(t *testing.T) {
+	cfg, err := Parse([]string{"-s", "-g", "-vv", "-e", "7", "-e", "9,10", "-p", "KILL", "--kill-timeout", "2s", "--", "app", "-x"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Subreaper || !cfg.Group || cfg.Verbosity != 3 || cfg.PdeathSignal != unix.SIGKILL || cfg.KillTimeout != 2*time.Second {
+		t.Errorf("flags not parsed: %+v", cfg)
+	}
+	if cfg.Remap.String() != "7,9,10" {
+		t.Errorf("remap = %s", cfg.Remap)
+	}
+	if strings.Join(cfg.Command, " ") != "app -x" {
+		t.Errorf("command = %q", cfg.Command)
+	}
+}
+
+func TestParseCommandWithoutDash(t *testing.T) {
+	cfg, err := Parse([]string{"-g", "app", "-g"}, env(nil))
+	if err != nil || strings.Join(cfg.Command, " ") != "app -g" {
+		t.Fatalf("parse = %+v, %v; want the command app -g", cfg, err)
+	}
+	cfg, err = Parse([]string{"--", "version"}, env(nil))
+	if err != nil || cfg.Version || strings.Join(cfg.Command, " ") != "version" {
+		t.Fatalf("-- version: %+v, %v; want the command version", cfg, err)
+	}
+	cfg, err = Parse([]string{"version"}, env(nil))
+	if err != nil || !cfg.Version {
+		t.Fatalf("version: %+v, %v; want the subcommand", cfg, err)
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	cfg, err := Parse([]string{"app"}, env(map[string]string{
+		"TINI_SUBREAPER": "", "TINI_KILL_PROCESS_GROUP": "", "TINI_VERBOSITY": "0",
+		"TINI_HOT_KILL_TIMEOUT": "3s", "TINI_HOT_REMAP_EXIT": "4",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Subreaper || !cfg.Group || cfg.Verbosity != 0 || cfg.KillTimeout != 3*time.Second || !cfg.Remap[4] {
+		t.Errorf("environment not applied: %+v", cfg)
+	}
+	// The command line wins.
+	cfg, err = Parse([]string{"--kill-timeout", "1s", "app"}, env(map[string]string{"TINI_HOT_KILL_TIMEOUT": "3s"}))
+	if err != nil || cfg.KillTimeout != time.Second {
+		t.Errorf("command line did not win: %+v, %v", cfg, err)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"--"}, {"--nope", "app"}, {"-e", "256", "app"}, {"-e", "x", "app"}, {"-p", "NOPE", "app"}, {"--kill-timeout", "0s", "app"}} {
+		if cfg, err := Parse(args, env(nil)); err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", args, cfg)
+		}
+	}
+	if _, err := Parse([]string{"app"}, env(map[string]string{"TINI_HOT_PDEATH_SIGNAL": "NOPE"})); err == nil || !strings.Contains(err.Error(), "TINI_HOT_PDEATH_SIGNAL=NOPE") {
+		t.Errorf("bad environment value: %v, want an error naming it", err)
+	}
+}
+
+func TestUsageNamesEveryEnv(t *testing.T) {
+	cfg, err := Parse([]string{"--help"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := Usage(cfg.Flags)
+	for _, v := range []string{"TINI_HOT_KILL_TIMEOUT", "TINI_HOT_REMAP_EXIT", "TINI_HOT_PROCESS_GROUP", "TINI_SUBREAPER"} {
+		if !strings.Contains(text, v) {
+			t.Errorf("usage lacks %s", v)
+		}
+	}
+}
+
+// FuzzParseExitCode: accepted codes are exactly the decimals 0-255.
+func FuzzParseExitCode(f *testing.F) {
+	for _, s := range []string{"0", "255", "256", "-1", "+7", "007", " 1", "1e2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseExitCode(s)
+		if err == nil && (n < 0 || n > 255) {
+			t.Fatalf("parseExitCode(%q) = %d", s, n)
+		}
+	})
+}
+
+// FuzzParse: no command line makes parse panic.
+func FuzzParse(f *testing.F) {
+	f.Add("-vvv\x00-e\x007\x00--\x00app")
+	f.Add("--kill-timeout\x00-5s\x00app")
+	f.Add("-p\x00SIG99\x00version")
+	f.Fuzz(func(t *testing.T, joined string) {
+		_, _ = Parse(strings.Split(joined, "\x00"), env(nil))
+	})
+}
+
+func TestParseTermination(t *testing.T) {
+	cfg, err := Parse([]string{"--shutdown-delay", "5s", "app"}, env(map[string]string{"TINI_HOT_GRACE_PERIOD": "45s"}))
+	if err != nil || cfg.GracePeriod != 45*time.Second || cfg.ShutdownDelay != 5*time.Second {
+		t.Fatalf("Parse = %+v, %v", cfg, err)
+	}
+	cfg, err = Parse([]string{"app"}, env(nil))
+	if err != nil || cfg.GracePeriod != 30*time.Second || cfg.ShutdownDelay != 0 {
+		t.Fatalf("defaults: %+v, %v; want 30s and 0", cfg, err)
+	}
+	for _, args := range [][]string{
+		{"--grace-period", "0s", "app"},
+		{"--grace-period", "5s", "--shutdown-delay", "5s", "app"},
+		{"--shutdown-delay", "-1s", "app"},
+	} {
+		if _, err := Parse(args, env(nil)); err == nil {
+			t.Errorf("Parse(%q) accepted", args)
+		}
+	}
+	for _, sub := range []string{"probe", "prestop", "reload", "status"} {
+		cfg, err := Parse([]string{sub, "--x"}, env(nil))
+		if err != nil || cfg.Subcommand != sub || strings.Join(cfg.Command, " ") != "--x" {
+			t.Errorf("Parse(%s) = %+v, %v", sub, cfg, err)
+		}
+	}
+}
