@@ -1,15 +1,21 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/yaml"
 )
 
 // Images the container test builds from the repository's Dockerfile.
@@ -58,6 +64,9 @@ func requirePodman(t testing.TB) {
 // reached at build time through the host network.
 func importBuildImage(t *testing.T) {
 	t.Helper()
+	if _, code := podmanCode("image", "exists", buildImage); code == 0 {
+		return // from an earlier run on this machine
+	}
 	stage := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(stage, "tmp"), 0o1777); err != nil {
 		t.Fatal(err)
@@ -86,7 +95,8 @@ func mustOutput(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// buildImages builds both targets of the repository's Dockerfile.
+// buildImages builds both targets of the repository's Dockerfile. The
+// images stay, so that the next run reuses their layers.
 func buildImages(t *testing.T) {
 	t.Helper()
 	importBuildImage(t)
@@ -99,9 +109,34 @@ func buildImages(t *testing.T) {
 		size := podman(t, "image", "inspect", "--format", "{{.Size}}", target.tag)
 		t.Logf("image %s (target %s): %s bytes, built in %v", target.tag, target.name, size, time.Since(start).Round(time.Second))
 	}
-	t.Cleanup(func() {
-		_, _ = podmanCode("rmi", "-f", binImage, demoImage, buildImage)
-	})
+}
+
+// podSpec is the pod of deploy/k8s/deployment.yaml.
+func podSpec(t *testing.T) corev1.PodSpec {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/k8s/deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d appsv1.Deployment
+	if err := yaml.UnmarshalStrict(b, &d); err != nil {
+		t.Fatalf("deployment.yaml: %v", err)
+	}
+	return d.Spec.Template.Spec
+}
+
+// duration reads the value after flag in args.
+func duration(t *testing.T, args []string, flag string) time.Duration {
+	t.Helper()
+	i := slices.Index(args, flag)
+	if i < 0 || i+1 >= len(args) {
+		t.Fatalf("%v: no %s", args, flag)
+	}
+	d, err := time.ParseDuration(args[i+1])
+	if err != nil {
+		t.Fatalf("%v: %s: %v", args, flag, err)
+	}
+	return d
 }
 
 // container is a running demo container.
@@ -138,11 +173,23 @@ func TestContainer(t *testing.T) {
 		t.Errorf("tini-hot image: version %q", out)
 	}
 
-	const grace = 10
+	// The container as deploy/k8s runs it: its command, user, read-only
+	// root with a writable /run, probes and preStop hook.
+	pod := podSpec(t)
+	app := pod.Containers[0]
+	grace := *pod.TerminationGracePeriodSeconds
+	entrypoint, _ := json.Marshal(app.Command)
+	sc := app.SecurityContext
+	// An emptyDir: a fresh directory, mode 0777.
+	run := t.TempDir()
+	if err := os.Chmod(run, 0o777); err != nil {
+		t.Fatal(err)
+	}
 	addr := freeAddr(t)
 	c := &container{t: t, name: fmt.Sprintf("tini-hot-e2e-%d", os.Getpid()), url: "http://" + addr + "/"}
-	podman(t, "run", "-d", "--name", c.name, "-p", addr+":8080",
-		"-e", "TINI_HOT_GRACE_PERIOD="+strconv.Itoa(grace)+"s", "-e", "TINI_HOT_VERBOSE=2", demoImage)
+	podman(t, "run", "-d", "--name", c.name, "-p", addr+":8080", "--entrypoint", string(entrypoint),
+		"--user", fmt.Sprintf("%d:%d", *sc.RunAsUser, *sc.RunAsGroup), "--read-only", "-v", run+":/run",
+		"--cap-drop", "all", "-e", "TINI_HOT_VERBOSE=2", demoImage)
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := podmanCode("logs", c.name)
@@ -153,9 +200,12 @@ func TestContainer(t *testing.T) {
 
 	start := time.Now()
 	waitFor(t, "the readiness probe to pass", func() (string, bool) {
-		_, code := c.exec("/tini-hot", "probe")
+		_, code := c.exec(app.ReadinessProbe.Exec.Command...)
 		return "", code == 0
 	})
+	if out, code := c.exec(app.LivenessProbe.Exec.Command...); code != 0 {
+		t.Errorf("liveness probe: %d %s", code, out)
+	}
 	t.Logf("probe passed %v after podman run", time.Since(start).Round(time.Millisecond))
 
 	t.Run("upgrades", func(t *testing.T) {
@@ -186,7 +236,7 @@ func TestContainer(t *testing.T) {
 			t.Fatalf("exec: %d %s", code, out)
 		}
 		pid := strings.TrimSpace(out)
-		if st, _ := c.exec("grep", "PPid", "/proc/"+pid+"/status"); strings.Fields(st+" x")[1] != "1" {
+		if st, _ := c.exec("grep", "PPid", "/proc/"+pid+"/status"); strings.Fields(st + " x")[1] != "1" {
 			t.Fatalf("orphan %s: %q, want it adopted by PID 1", pid, st)
 		}
 		if out, code := c.exec("kill", pid); code != 0 {
@@ -199,9 +249,12 @@ func TestContainer(t *testing.T) {
 	})
 
 	t.Run("terminate", func(t *testing.T) {
+		// Longer than the preStop delay: the request is still in flight
+		// at SIGTERM.
+		slowFor := duration(t, app.Lifecycle.PreStop.Exec.Command, "--delay") + 2*time.Second
 		slow := make(chan error, 1)
 		go func() {
-			body, err := get(&http.Client{}, c.url+"?sleep=3")
+			body, err := get(&http.Client{}, c.url+"?sleep="+strconv.Itoa(int(slowFor.Seconds())))
 			if err == nil && !strings.HasPrefix(body, "ospid:") {
 				err = fmt.Errorf("answer %q", body)
 			}
@@ -209,13 +262,21 @@ func TestContainer(t *testing.T) {
 		}()
 		time.Sleep(300 * time.Millisecond)
 		start := time.Now()
-		if out, code := c.exec("/tini-hot", "prestop", "--delay", "1s"); code != 0 {
+		// The kubelet: preStop, then SIGTERM, SIGKILL at the grace period.
+		probe := make(chan string, 1)
+		go func() {
+			time.Sleep(time.Second)
+			out, code := c.exec(app.ReadinessProbe.Exec.Command...)
+			probe <- fmt.Sprintf("%d %s", code, out)
+		}()
+		if out, code := c.exec(app.Lifecycle.PreStop.Exec.Command...); code != 0 {
 			t.Fatalf("prestop: %d %s", code, out)
 		}
-		if out, code := c.exec("/tini-hot", "probe"); code != 1 || !strings.Contains(out, "termination announced by prestop") {
-			t.Errorf("probe after prestop: %d %q", code, out)
+		prestop := time.Since(start)
+		if got := <-probe; got != "1 tini-hot probe: not ready: termination announced by prestop" {
+			t.Errorf("probe during preStop: %q", got)
 		}
-		podman(t, "stop", "-t", strconv.Itoa(grace), c.name)
+		podman(t, "stop", "-t", strconv.Itoa(int(grace)), c.name)
 		took := time.Since(start)
 		if err := <-slow; err != nil {
 			t.Errorf("request in flight across preStop and SIGTERM: %v", err)
@@ -223,9 +284,10 @@ func TestContainer(t *testing.T) {
 		if code := podman(t, "inspect", "--format", "{{.State.ExitCode}}", c.name); code != "0" {
 			t.Errorf("container exit code %s, want 0", code)
 		}
-		if took >= grace*time.Second {
+		if took >= time.Duration(grace)*time.Second {
 			t.Errorf("preStop + stop took %v, not within the %ds grace period", took, grace)
 		}
-		t.Logf("in-flight 3s request answered; preStop (1s) + podman stop: container exited 0 after %v (grace %ds)", took.Round(time.Millisecond), grace)
+		t.Logf("in-flight %v request answered; preStop took %v; container exited 0 %v after preStop began (grace %ds)",
+			slowFor, prestop.Round(time.Millisecond), took.Round(time.Millisecond), grace)
 	})
 }

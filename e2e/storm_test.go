@@ -98,11 +98,19 @@ func TestReloadStorm(t *testing.T) {
 	if r.Requested < 1 || r.Requested > 200 || st.Reloads.Failed != 0 || r.Succeeded+r.Coalesced != r.Requested || r.Succeeded*2 > r.Requested {
 		t.Errorf("storm's reload counters %+v (total %+v): want at most 200 requested, none failed, each one an upgrade or coalesced, most coalesced", r, st.Reloads)
 	}
-	fds2, threads2 := countDir(t, pid, "fd"), countDir(t, pid, "task")
+	// A control connection may still be closing in tini-hot: give the fd
+	// count a moment to come back. A leak would be one per upgrade.
+	fds2, _ := poll(2*time.Second, func() (int, bool) {
+		n := countDir(t, pid, "fd")
+		return n, n == fds
+	})
 	if fds2 != fds {
 		t.Errorf("tini-hot has %d fds after the storm, %d before", fds2, fds)
 	}
-	if threads2 > threads {
+	// The Go runtime may start a thread or two more under load (and
+	// never ends one); a leak would be one per upgrade, about 20.
+	threads2 := countDir(t, pid, "task")
+	if threads2 > threads+2 {
 		t.Errorf("tini-hot has %d threads after the storm, %d before", threads2, threads)
 	}
 	if z := zombies(pid); z != 0 {

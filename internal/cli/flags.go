@@ -97,7 +97,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	fs.IntVar(&cfg.MaxDraining, "max-draining", upgrade.DefaultMaxDraining, "reloads are refused while this many old generations still drain")
 	fs.DurationVar(&cfg.GracePeriod, "grace-period", upgrade.DefaultGracePeriod, "after SIGTERM (or a prestop just before it) every process left this close to the end gets SIGKILL; set it to terminationGracePeriodSeconds")
 	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving this long, not ready, before draining")
-	fs.StringVar(&cfg.Control, "control", DefaultControl, "control socket `PATH` (reload, status)")
+	fs.StringVar(&cfg.Control, "control", DefaultControl, "control socket `PATH` (reload, status, probe, prestop)")
 	cfg.Verbosity = 1
 
 	if err := applyEnv(fs, lookupEnv); err != nil {
