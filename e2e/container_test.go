@@ -7,12 +7,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/cli"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -123,20 +123,6 @@ func podSpec(t *testing.T) corev1.PodSpec {
 		t.Fatalf("deployment.yaml: %v", err)
 	}
 	return d.Spec.Template.Spec
-}
-
-// duration reads the value after flag in args.
-func duration(t *testing.T, args []string, flag string) time.Duration {
-	t.Helper()
-	i := slices.Index(args, flag)
-	if i < 0 || i+1 >= len(args) {
-		t.Fatalf("%v: no %s", args, flag)
-	}
-	d, err := time.ParseDuration(args[i+1])
-	if err != nil {
-		t.Fatalf("%v: %s: %v", args, flag, err)
-	}
-	return d
 }
 
 // container is a running demo container.
@@ -251,7 +237,11 @@ func TestContainer(t *testing.T) {
 	t.Run("terminate", func(t *testing.T) {
 		// Longer than the preStop delay: the request is still in flight
 		// at SIGTERM.
-		slowFor := duration(t, app.Lifecycle.PreStop.Exec.Command, "--delay") + 2*time.Second
+		_, o, err := cli.ParseClientLine(app.Lifecycle.PreStop.Exec.Command[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		slowFor := o.Delay + 2*time.Second
 		slow := make(chan error, 1)
 		go func() {
 			body, err := get(&http.Client{}, c.url+"?sleep="+strconv.Itoa(int(slowFor.Seconds())))

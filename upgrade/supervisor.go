@@ -409,7 +409,7 @@ func (s *Supervisor) exited(e reaper.Exit) bool {
 			case g == s.current && !s.stopping && !s.finishing:
 				g.state = stateExited
 				return true
-			case g.state == stateStarting:
+			case g.state == stateStarting && !s.stopping:
 				s.failed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
 			case g.state == stateDraining:
 				g.state = stateExited

@@ -110,18 +110,18 @@ func TestStrictDecoding(t *testing.T) {
 	}
 }
 
-// duration reads the value after flag in args.
-func duration(t *testing.T, args []string, flag string) time.Duration {
+// clientOptions parses a /tini-hot SUBCOMMAND command line as tini-hot
+// does.
+func clientOptions(t *testing.T, command []string, sub string) cli.ClientOptions {
 	t.Helper()
-	i := slices.Index(args, flag)
-	if i < 0 || i+1 >= len(args) {
-		t.Fatalf("%v: no %s", args, flag)
+	if len(command) < 2 || command[0] != "/tini-hot" {
+		t.Fatalf("%q: want /tini-hot %s", command, sub)
 	}
-	d, err := time.ParseDuration(args[i+1])
-	if err != nil {
-		t.Fatalf("%v: %s: %v", args, flag, err)
+	cfg, o, err := cli.ParseClientLine(command[1:])
+	if err != nil || cfg.Subcommand != sub {
+		t.Fatalf("%q: want /tini-hot %s (%v)", command, sub, err)
 	}
-	return d
+	return o
 }
 
 func TestDeployment(t *testing.T) {
@@ -175,25 +175,28 @@ func TestDeployment(t *testing.T) {
 
 	// Probes and preStop call tini-hot, no shell.
 	rp, lp := c.ReadinessProbe, c.LivenessProbe
-	if rp == nil || rp.Exec == nil || !slices.Equal(rp.Exec.Command, []string{"/tini-hot", "probe"}) {
-		t.Fatalf("readinessProbe: want exec [/tini-hot probe], have %+v", rp)
+	if rp == nil || rp.Exec == nil || lp == nil || lp.Exec == nil {
+		t.Fatalf("want exec readiness and liveness probes, have %+v and %+v", rp, lp)
 	}
-	if lp == nil || lp.Exec == nil || !slices.Equal(lp.Exec.Command, []string{"/tini-hot", "probe", "--liveness"}) {
-		t.Errorf("livenessProbe: want exec [/tini-hot probe --liveness], have %+v", lp)
+	if o := clientOptions(t, rp.Exec.Command, "probe"); o.Liveness {
+		t.Errorf("readinessProbe %q: a liveness check", rp.Exec.Command)
+	}
+	if o := clientOptions(t, lp.Exec.Command, "probe"); !o.Liveness {
+		t.Errorf("livenessProbe %q: want --liveness", lp.Exec.Command)
 	}
 	for name, p := range map[string]*corev1.Probe{"readiness": rp, "liveness": lp} {
-		if time.Duration(p.TimeoutSeconds)*time.Second <= cli.DefaultProbeTimeout {
-			t.Errorf("%s probe timeoutSeconds %d: tini-hot probe gives up after %v", name, p.TimeoutSeconds, cli.DefaultProbeTimeout)
+		o := clientOptions(t, p.Exec.Command, "probe")
+		if time.Duration(p.TimeoutSeconds)*time.Second <= o.Timeout {
+			t.Errorf("%s probe timeoutSeconds %d: tini-hot probe gives up only after %v", name, p.TimeoutSeconds, o.Timeout)
 		}
 	}
 	if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Exec == nil {
 		t.Fatal("no preStop exec hook")
 	}
-	pre := c.Lifecycle.PreStop.Exec.Command
-	if len(pre) < 2 || pre[0] != "/tini-hot" || pre[1] != "prestop" {
-		t.Fatalf("preStop %q: want /tini-hot prestop", pre)
+	delay := clientOptions(t, c.Lifecycle.PreStop.Exec.Command, "prestop").Delay
+	if delay <= 0 {
+		t.Errorf("preStop %q: no --delay", c.Lifecycle.PreStop.Exec.Command)
 	}
-	delay := duration(t, pre, "--delay")
 
 	// The endpoint is gone before SIGTERM: readiness fails within the
 	// preStop delay.

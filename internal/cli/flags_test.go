@@ -133,3 +133,18 @@ func TestParseTermination(t *testing.T) {
 		}
 	}
 }
+
+func TestParseClientLine(t *testing.T) {
+	cfg, o, err := ParseClientLine([]string{"prestop", "--delay", "5s"})
+	if err != nil || cfg.Subcommand != "prestop" || o.Delay != 5*time.Second || o.Timeout != DefaultProbeTimeout {
+		t.Fatalf("prestop: %+v %+v %v", cfg, o, err)
+	}
+	if _, o, err := ParseClientLine([]string{"probe", "--liveness"}); err != nil || !o.Liveness {
+		t.Fatalf("probe --liveness: %+v %v", o, err)
+	}
+	for _, bad := range [][]string{{"app"}, {"probe", "--delay", "1s"}, {"prestop", "--delay", "-1s"}, {"status", "extra"}} {
+		if _, _, err := ParseClientLine(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
