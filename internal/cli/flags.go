@@ -95,8 +95,8 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", upgrade.DefaultDrainTimeout, "an old generation still alive after this is killed, whole process tree")
 	fs.Var(&reload, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")
 	fs.IntVar(&cfg.MaxDraining, "max-draining", upgrade.DefaultMaxDraining, "reloads are refused while this many old generations still drain")
-	fs.DurationVar(&cfg.GracePeriod, "grace-period", upgrade.DefaultGracePeriod, "after SIGTERM (or a prestop just before it) every process left this close to the end gets SIGKILL; set it to terminationGracePeriodSeconds")
-	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving this long, not ready, before draining")
+	fs.DurationVar(&cfg.GracePeriod, "grace-period", upgrade.DefaultGracePeriod, "after SIGTERM (or a prestop just before it), processes still alive get SIGKILL shortly before `D` has passed, so tini-hot exits first; set it to terminationGracePeriodSeconds")
+	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving for `D`, not ready, before draining")
 	fs.StringVar(&cfg.Control, "control", DefaultControl, "control socket `PATH` (reload, status, probe, prestop)")
 	cfg.Verbosity = 1
 
@@ -218,6 +218,7 @@ Flags (each also from the environment variable in brackets):
 Also read: TINI_SUBREAPER, TINI_KILL_PROCESS_GROUP, TINI_VERBOSITY (as tini).
 Exit status: the child's; 2 usage error; 1 tini-hot failed to start it;
 127 command not found; 126 command not executable.
+Subcommands: 0 done (probe: ready), 1 failed or not ready (one line), 2 usage.
 `)
 	return b.String()
 }
