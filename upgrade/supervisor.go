@@ -472,8 +472,8 @@ func (s *Supervisor) announce(by string) {
 	s.refuseReloads()
 }
 
-// refuseReloads answers every reload waiting or in progress with an
-// error and aborts the upgrade in progress.
+// refuseReloads answers every reload queued for the next upgrade with an
+// error; an upgrade in progress goes on (SIGTERM aborts it).
 func (s *Supervisor) refuseReloads() {
 	for _, w := range s.pending {
 		w.answer(control.Response{Error: s.closedReason()})
@@ -791,8 +791,6 @@ func (s *Supervisor) forget() {
 func (s *Supervisor) status() control.Status {
 	st := control.Status{Pid: s.self, State: "running", Reloads: s.counters}
 	switch {
-	case s.stopping:
-		st.State = "shutting down"
 	case s.closing():
 		st.State = s.closedReason()
 	case s.upgrading != nil:

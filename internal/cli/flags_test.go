@@ -98,13 +98,29 @@ func FuzzParseExitCode(f *testing.F) {
 	})
 }
 
-// FuzzParse: no command line makes parse panic.
+// FuzzParse: no command line makes Parse or ParseClient panic, and what
+// they accept keeps their invariants.
 func FuzzParse(f *testing.F) {
 	f.Add("-vvv\x00-e\x007\x00--\x00app")
 	f.Add("--kill-timeout\x00-5s\x00app")
 	f.Add("-p\x00SIG99\x00version")
+	f.Add("--grace-period\x002s\x00--shutdown-delay\x001s\x00app")
+	f.Add("prestop\x00--delay\x005s")
+	f.Add("probe\x00--liveness\x00--timeout\x00-1s")
 	f.Fuzz(func(t *testing.T, joined string) {
-		_, _ = Parse(strings.Split(joined, "\x00"), env(nil))
+		cfg, err := Parse(strings.Split(joined, "\x00"), env(nil))
+		if err != nil || cfg.Help || cfg.Version {
+			return
+		}
+		if cfg.Subcommand == "" {
+			if len(cfg.Command) == 0 || cfg.GracePeriod <= 0 || cfg.ShutdownDelay < 0 || cfg.ShutdownDelay >= cfg.GracePeriod {
+				t.Fatalf("accepted %+v", cfg)
+			}
+			return
+		}
+		if o, err := ParseClient(cfg); err == nil && (o.Timeout < 0 || o.Delay < 0) {
+			t.Fatalf("accepted %+v", o)
+		}
 	})
 }
 
