@@ -16,7 +16,6 @@ FROM ${GO_IMAGE} AS build
 ENV PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin \
     GOPATH=/go GOCACHE=/go/cache CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 WORKDIR /src
-COPY go.mod go.sum ./
 COPY . .
 ARG VERSION=dev
 # Static binaries (CGO_ENABLED=0): they run FROM scratch.
