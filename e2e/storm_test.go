@@ -16,7 +16,8 @@ import (
 )
 
 // TestGunicorn upgrades Debian's unmodified gunicorn, which speaks
-// LISTEN_FDS and sd_notify by itself, 5 times under load.
+// LISTEN_FDS and sd_notify by itself, 5 times under load, then stops it
+// with SIGTERM while a request is in flight.
 func TestGunicorn(t *testing.T) {
 	gunicorn, err := exec.LookPath("gunicorn")
 	if err != nil {
@@ -53,6 +54,25 @@ func TestGunicorn(t *testing.T) {
 		t.Errorf("masters seen: %v, want 5 new ones", masters)
 	}
 	t.Logf("gunicorn: 5 reloads under load, %d requests, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+
+	slow := make(chan error, 1)
+	go func() {
+		body, err := get(&http.Client{}, url+"?sleep=2")
+		if err == nil && !strings.HasSuffix(body, "gen:6") {
+			err = fmt.Errorf("answer %q", body)
+		}
+		slow <- err
+	}()
+	time.Sleep(500 * time.Millisecond)
+	term := time.Now()
+	p.signal(syscall.SIGTERM)
+	if err := <-slow; err != nil {
+		t.Errorf("request in flight across SIGTERM: %v", err)
+	}
+	if code := p.wait(); code != 0 {
+		t.Errorf("tini-hot exited %d after SIGTERM, want gunicorn's 0", code)
+	}
+	t.Logf("gunicorn: 2s request in flight at SIGTERM answered; exit 0 %v after SIGTERM", p.ended.Sub(term).Round(time.Millisecond))
 }
 
 // TestReloadStorm sends 200 SIGHUPs within a second under load: they are
