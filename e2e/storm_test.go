@@ -55,19 +55,12 @@ func TestGunicorn(t *testing.T) {
 	}
 	t.Logf("gunicorn: 5 reloads under load, %d requests, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
 
-	slow := make(chan error, 1)
-	go func() {
-		body, err := get(&http.Client{}, url+"?sleep=2")
-		if err == nil && !strings.HasSuffix(body, "gen:6") {
-			err = fmt.Errorf("answer %q", body)
-		}
-		slow <- err
-	}()
+	slow := slowRequest(url, 2)
 	time.Sleep(500 * time.Millisecond)
 	term := time.Now()
 	p.signal(syscall.SIGTERM)
-	if err := <-slow; err != nil {
-		t.Errorf("request in flight across SIGTERM: %v", err)
+	if got := <-slow; !strings.HasSuffix(got, "gen:6") {
+		t.Errorf("request in flight across SIGTERM: %q, want generation 6's answer", got)
 	}
 	if code := p.wait(); code != 0 {
 		t.Errorf("tini-hot exited %d after SIGTERM, want gunicorn's 0", code)

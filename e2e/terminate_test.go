@@ -40,14 +40,7 @@ func TestTerminateInFlight(t *testing.T) {
 				}
 				worst = max(worst, took)
 			}
-			slow := make(chan error, 1)
-			go func() {
-				body, err := get(&http.Client{}, url+"?sleep=2")
-				if err == nil && !strings.Contains(body, "gen:1") {
-					err = fmt.Errorf("answer %q", body)
-				}
-				slow <- err
-			}()
+			slow := slowRequest(url, 2)
 			time.Sleep(300 * time.Millisecond) // the request is in
 			term := time.Now()
 			p.signal(syscall.SIGTERM)
@@ -70,8 +63,8 @@ func TestTerminateInFlight(t *testing.T) {
 			}
 			p.signal(syscall.SIGTERM)
 			p.signal(syscall.SIGINT)
-			if err := <-slow; err != nil {
-				t.Errorf("request in flight across SIGTERM: %v", err)
+			if got := <-slow; !strings.HasSuffix(got, "gen:1") {
+				t.Errorf("request in flight across SIGTERM: %q, want generation 1's answer", got)
 			}
 			if code := p.wait(); code != 0 {
 				t.Errorf("tini-hot exited %d, want 0", code)

@@ -49,6 +49,20 @@ func get(c *http.Client, url string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// slowRequest asks url for an answer after secs seconds (?sleep=) and
+// delivers the body when it comes, or "error: ..." when it fails.
+func slowRequest(url string, secs int) <-chan string {
+	answer := make(chan string, 1)
+	go func() {
+		body, err := get(&http.Client{}, fmt.Sprintf("%s?sleep=%d", url, secs))
+		if err != nil {
+			body = "error: " + err.Error()
+		}
+		answer <- body
+	}()
+	return answer
+}
+
 // startDemo runs the demo server under tini-hot on a fresh port.
 func startDemo(t *testing.T, m mode, flags ...string) (*proc, string) {
 	t.Helper()
@@ -110,14 +124,7 @@ func TestSeedDemo(t *testing.T) {
 			t.Parallel()
 			p, url := startDemo(t, m)
 			first, _ := get(http.DefaultClient, url)
-			slow := make(chan string, 1)
-			go func() {
-				body, err := get(http.DefaultClient, url+"?sleep=3")
-				if err != nil {
-					body = "error: " + err.Error()
-				}
-				slow <- body
-			}()
+			slow := slowRequest(url, 3)
 			// Let the slow request reach generation 1 (if it did not,
 			// it would be answered by generation 2 and fail below).
 			time.Sleep(500 * time.Millisecond)
