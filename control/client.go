@@ -24,10 +24,13 @@ func Do(ctx context.Context, path string, req Request) (Response, error) {
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	b, _ := json.Marshal(req) // a Request always marshals
-	if _, err := c.Write(append(b, '\n')); err != nil {
-		return Response{}, fmt.Errorf("control socket %s: send: %w", path, err)
-	}
+	_, werr := c.Write(append(b, '\n'))
+	// Read even when the write failed: a server that refuses a client
+	// answers why and closes before reading the request.
 	line, err := bufio.NewReader(c).ReadBytes('\n')
+	if err != nil && werr != nil {
+		return Response{}, fmt.Errorf("control socket %s: send: %w", path, werr)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return Response{}, ctx.Err()

@@ -2,11 +2,15 @@ package control
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -87,5 +91,73 @@ func TestServer(t *testing.T) {
 	s.Close()
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("socket file left after Close: %v", err)
+	}
+}
+
+// dialEnv makes the test binary a client: it sends a status request to
+// the socket it names and prints the answer.
+const dialEnv = "CONTROL_TEST_DIAL"
+
+func TestMain(m *testing.M) {
+	if path := os.Getenv(dialEnv); path != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := Do(ctx, path, Request{Op: OpStatus})
+		fmt.Printf("%+v %v\n", resp, err)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestServerRefusesOtherUids: even through a socket file anyone may open,
+// a client of another uid than root or the server's is refused
+// (SO_PEERCRED), and the handler never sees its request.
+func TestServerRefusesOtherUids(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("missing prerequisite under CI: root, to run a client as another uid")
+		}
+		t.Skip("needs root to run a client as another uid")
+	}
+	// A directory, binary and socket that uid 65534 can reach.
+	dir := t.TempDir()
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "control.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{dir, filepath.Dir(dir)} { // t.TempDir makes both 0700
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "ctl.sock")
+	var handled atomic.Int32
+	s, err := Listen(path, func(Request) Response { handled.Add(1); return Response{OK: true} }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	dial := func(uid uint32) string {
+		cmd := exec.Command(bin)
+		cmd.Env = append(os.Environ(), dialEnv+"="+path)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid}}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("client as uid %d: %v: %s", uid, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := dial(65534); !strings.Contains(got, "uid 65534 may not use the control socket") || handled.Load() != 0 {
+		t.Errorf("client as uid 65534: %s (handled %d)", got, handled.Load())
+	}
+	if got := dial(0); !strings.HasPrefix(got, "{OK:true") || handled.Load() != 1 {
+		t.Errorf("client as root: %s (handled %d)", got, handled.Load())
 	}
 }
