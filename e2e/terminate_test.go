@@ -44,10 +44,12 @@ func TestTerminateInFlight(t *testing.T) {
 			time.Sleep(300 * time.Millisecond) // the request is in
 			term := time.Now()
 			p.signal(syscall.SIGTERM)
-			out, code, _ := waitFor(t, "probe to fail", func() (probeResult, bool) {
-				out, code, took := p.probe()
-				return probeResult{out, code, took}, code != 0
-			}).unpack()
+			var out string
+			var code int
+			waitFor(t, "probe to fail", func() (string, bool) {
+				out, code, _ = p.probe()
+				return out, code != 0
+			})
 			if code != 1 || !strings.Contains(out, "not ready: shutting down (SIGTERM received)") || strings.Count(out, "\n") != 0 {
 				t.Errorf("probe after SIGTERM: %d %q", code, out)
 			}
@@ -78,14 +80,6 @@ func TestTerminateInFlight(t *testing.T) {
 		})
 	}
 }
-
-type probeResult struct {
-	out  string
-	code int
-	took time.Duration
-}
-
-func (r probeResult) unpack() (string, int, time.Duration) { return r.out, r.code, r.took }
 
 // stubborn is an app that ignores SIGTERM and has a setsid child that
 // does too; it writes its pids to $OUT.

@@ -152,6 +152,13 @@ func (w *waiter) answer(r control.Response) {
 	}
 }
 
+// refuse answers every waiter in ws with the error msg.
+func refuse(ws []*waiter, msg string) {
+	for _, w := range ws {
+		w.answer(control.Response{Error: msg})
+	}
+}
+
 // request is a control request on its way to the owner.
 type request struct {
 	req   control.Request
@@ -475,9 +482,7 @@ func (s *Supervisor) announce(by string) {
 // refuseReloads answers every reload queued for the next upgrade with an
 // error; an upgrade in progress goes on (SIGTERM aborts it).
 func (s *Supervisor) refuseReloads() {
-	for _, w := range s.pending {
-		w.answer(control.Response{Error: s.closedReason()})
-	}
+	refuse(s.pending, s.closedReason())
 	s.pending, s.pendingOn = nil, false
 }
 
@@ -497,9 +502,7 @@ func (s *Supervisor) shutdown() {
 	if g := s.upgrading; g != nil {
 		s.log.Warn("upgrade aborted: shutting down", "generation", g.number)
 		g.reason = "upgrade aborted by shutdown"
-		for _, w := range g.waiters {
-			w.answer(control.Response{Error: fmt.Sprintf("generation %d: upgrade aborted: shutting down", g.number)})
-		}
+		refuse(g.waiters, fmt.Sprintf("generation %d: upgrade aborted: shutting down", g.number))
 		g.waiters = nil
 		s.upgrading = nil
 	}
@@ -631,18 +634,14 @@ func (s *Supervisor) reload(w *waiter) {
 func (s *Supervisor) upgrade(waiters []*waiter) {
 	if n := s.draining(); n >= s.opts.MaxDraining {
 		s.counters.Failed++
-		for _, w := range waiters {
-			w.answer(control.Response{Error: fmt.Sprintf("%d generations still draining (--max-draining %d); retry later", n, s.opts.MaxDraining)})
-		}
+		refuse(waiters, fmt.Sprintf("%d generations still draining (--max-draining %d); retry later", n, s.opts.MaxDraining))
 		return
 	}
 	g, err := s.start()
 	if err != nil {
 		s.counters.Failed++
 		s.log.Error("reload failed", "err", err)
-		for _, w := range waiters {
-			w.answer(control.Response{Error: err.Error()})
-		}
+		refuse(waiters, err.Error())
 		return
 	}
 	g.waiters = waiters
@@ -733,9 +732,7 @@ func (s *Supervisor) failed(g *generation, reason string) {
 	s.log.Warn("reload failed", "reason", reason)
 	s.counters.Failed++
 	s.upgrading = nil
-	for _, w := range g.waiters {
-		w.answer(control.Response{Error: reason})
-	}
+	refuse(g.waiters, reason)
 	g.waiters = nil
 	s.forget()
 	s.startPending()
@@ -821,17 +818,13 @@ func (s *Supervisor) finish(children bool) reaper.Exit {
 	s.finishing = true
 	exit := s.current.exit
 	for _, g := range s.gens {
-		for _, w := range append(g.waiters, g.drainWaiters...) {
-			w.answer(control.Response{Error: "shutting down"})
-		}
+		refuse(append(g.waiters, g.drainWaiters...), "shutting down")
 		g.waiters, g.drainWaiters = nil, nil
 		if g.timer != nil {
 			g.timer.Stop()
 		}
 	}
-	for _, w := range s.pending {
-		w.answer(control.Response{Error: "shutting down"})
-	}
+	refuse(s.pending, "shutting down")
 	s.pending = nil
 	if !children {
 		return exit
