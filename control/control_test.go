@@ -2,7 +2,9 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -51,7 +53,7 @@ func FuzzParseRequest(f *testing.F) {
 
 func TestServer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "ctl.sock")
-	s, err := Listen(path, func(r Request) Response {
+	s, err := Listen(path, func(_ context.Context, r Request) Response {
 		return Response{OK: true, Generation: 2}
 	}, nil)
 	if err != nil {
@@ -136,7 +138,7 @@ func TestServerRefusesOtherUids(t *testing.T) {
 	}
 	path := filepath.Join(dir, "ctl.sock")
 	var handled atomic.Int32
-	s, err := Listen(path, func(Request) Response { handled.Add(1); return Response{OK: true} }, nil)
+	s, err := Listen(path, func(context.Context, Request) Response { handled.Add(1); return Response{OK: true} }, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,5 +161,197 @@ func TestServerRefusesOtherUids(t *testing.T) {
 	}
 	if got := dial(0); !strings.HasPrefix(got, "{OK:true") || handled.Load() != 1 {
 		t.Errorf("client as root: %s (handled %d)", got, handled.Load())
+	}
+}
+
+// blocking is a handler whose reloads wait until their context ends and
+// whose other requests are answered at once; gone counts the reloads
+// whose context ended.
+type blocking struct {
+	started, waiting, gone atomic.Int32
+}
+
+func (b *blocking) handle(ctx context.Context, r Request) Response {
+	if r.Op != OpReload {
+		return Response{OK: true, Generation: 1}
+	}
+	b.started.Add(1)
+	b.waiting.Add(1)
+	<-ctx.Done()
+	b.waiting.Add(-1)
+	b.gone.Add(1)
+	return Response{Error: "gone"}
+}
+
+// listenBlocking serves a blocking handler on a fresh socket.
+func listenBlocking(t *testing.T) (*Server, *blocking) {
+	t.Helper()
+	b := &blocking{}
+	s, err := Listen(filepath.Join(t.TempDir(), "ctl.sock"), b.handle, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, b
+}
+
+// until polls cond every 5 ms for up to 10 s.
+func until(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// probe asks for a probe with a 1 s budget, as a kubelet's exec probe.
+func probe(t *testing.T, path string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := Do(ctx, path, Request{Op: OpProbe})
+	if err != nil || !resp.OK {
+		t.Fatalf("probe: %+v, %v", resp, err)
+	}
+}
+
+// TestAbandonedRequests: reloads whose clients went away free their place
+// and their handler learns it; more of them than the server can hold
+// waiting never stop a probe.
+func TestAbandonedRequests(t *testing.T) {
+	s, b := listenBlocking(t)
+	for i := 0; i < 3*maxWaiting; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		_, err := Do(ctx, s.Path(), Request{Op: OpReload})
+		cancel()
+		var te *TimeoutError
+		if !errors.As(err, &te) {
+			t.Fatalf("reload %d: %v, want a timeout", i, err)
+		}
+	}
+	until(t, "every abandoned reload's handler to end", func() bool {
+		return b.gone.Load() == b.started.Load() && b.waiting.Load() == 0
+	})
+	if n := b.started.Load(); n <= maxWaiting {
+		t.Fatalf("only %d of %d reloads reached the handler", n, 3*maxWaiting)
+	}
+	probe(t, s.Path())
+}
+
+// TestHalfClosedClientWaits: a client that shuts down its sending side
+// after the request still gets the answer; one that closes does not keep
+// the handler.
+func TestHalfClosedClientWaits(t *testing.T) {
+	answer := make(chan struct{})
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	var gone atomic.Bool
+	s, err := Listen(path, func(ctx context.Context, r Request) Response {
+		select {
+		case <-answer:
+			return Response{OK: true, Generation: 3}
+		case <-ctx.Done():
+			gone.Store(true)
+			return Response{}
+		}
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(`{"op":"reload"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	// Several hang-up polls later, the request still waits.
+	time.Sleep(3 * hangupPoll)
+	if gone.Load() {
+		t.Fatal("a half-closed client was taken for gone")
+	}
+	close(answer)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	b, _ := io.ReadAll(c)
+	if !strings.Contains(string(b), `"generation":3`) {
+		t.Fatalf("answer %q", b)
+	}
+}
+
+// TestIdleConnectionsDoNotBlockProbes: hundreds of connections that send
+// nothing never make a probe wait or fail.
+func TestIdleConnectionsDoNotBlockProbes(t *testing.T) {
+	s, _ := listenBlocking(t)
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for i := 0; i < 300; i++ {
+		c, err := net.Dial("unix", s.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	for i := 0; i < 20; i++ {
+		probe(t, s.Path())
+	}
+}
+
+// TestCloseIsPrompt: Close returns at once with idle connections and
+// reloads waiting, and the waiting handlers are told.
+func TestCloseIsPrompt(t *testing.T) {
+	s, b := listenBlocking(t)
+	for i := 0; i < 10; i++ {
+		c, err := net.Dial("unix", s.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() { _, _ = Do(context.Background(), s.Path(), Request{Op: OpReload}) }()
+	}
+	until(t, "10 reloads waiting", func() bool { return b.waiting.Load() == 10 })
+	start := time.Now()
+	s.Close()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Close took %v with idle connections and waiting reloads", took)
+	}
+	if b.waiting.Load() != 0 {
+		t.Errorf("%d handlers still waiting after Close", b.waiting.Load())
+	}
+}
+
+// TestTooManyWaiting: reloads beyond the bound are answered busy at once.
+func TestTooManyWaiting(t *testing.T) {
+	s, b := listenBlocking(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < maxWaiting; i++ {
+		go func() { _, _ = Do(ctx, s.Path(), Request{Op: OpReload}) }()
+	}
+	until(t, "the reloads to wait", func() bool { return b.waiting.Load() == maxWaiting })
+	resp, err := Do(context.Background(), s.Path(), Request{Op: OpReload})
+	if err != nil || !strings.HasPrefix(resp.Error, "busy:") {
+		t.Fatalf("one reload too many: %+v, %v", resp, err)
+	}
+	probe(t, s.Path())
+}
+
+// TestNotRunning: a missing socket names the path and matches
+// ErrNotRunning.
+func TestNotRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "none.sock")
+	_, err := Do(context.Background(), path, Request{Op: OpStatus})
+	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Do on a missing socket: %v", err)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 )
 
 // Operations.
@@ -38,50 +37,11 @@ type Request struct {
 type Response struct {
 	OK    bool   `json:"ok"`
 	Error string `json:"error,omitempty"`
-	// Generation (reload): the generation now serving.
-	Generation int     `json:"generation,omitempty"`
-	Status     *Status `json:"status,omitempty"`
-}
-
-// Status describes the supervisor.
-type Status struct {
-	Pid         int                `json:"pid"`
-	State       string             `json:"state"`
-	Generations []GenerationStatus `json:"generations"`
-	Listeners   []ListenerStatus   `json:"listeners"`
-	Reloads     ReloadCounters     `json:"reloads"`
-}
-
-// GenerationStatus is one generation of the application.
-type GenerationStatus struct {
-	Number  int        `json:"number"`
-	Pid     int        `json:"pid"`
-	State   string     `json:"state"`
-	Started time.Time  `json:"started"`
-	Ready   *time.Time `json:"ready,omitempty"`
-	Ended   *time.Time `json:"ended,omitempty"`
-	// Exit is how the generation's main process ended ("exited with
-	// status 0"); Reason why it failed, for a failed one.
-	Exit   string `json:"exit,omitempty"`
-	Reason string `json:"reason,omitempty"`
-	// AppStatus is the last STATUS= the application sent.
-	AppStatus string `json:"app_status,omitempty"`
-}
-
-// ListenerStatus is a held socket.
-type ListenerStatus struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
-}
-
-// ReloadCounters count upgrades since start.
-type ReloadCounters struct {
-	// Requested counts reload requests (signals and commands).
-	Requested int `json:"requested"`
-	// Coalesced counts requests folded into an upgrade already queued.
-	Coalesced int `json:"coalesced"`
-	Succeeded int `json:"succeeded"`
-	Failed    int `json:"failed"`
+	// Generation (reload, probe, prestop): the generation now serving.
+	Generation int `json:"generation,omitempty"`
+	// Status (status) is the supervisor's status document, which this
+	// package carries without reading it.
+	Status json.RawMessage `json:"status,omitempty"`
 }
 
 // ParseRequest decodes and checks one request.

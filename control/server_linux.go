@@ -1,6 +1,8 @@
 package control
 
 import (
+	"container/list"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,24 +17,46 @@ import (
 )
 
 // Handler answers a valid request. It may block (a reload waits for the
-// upgrade); it is called on the connection's goroutine.
-type Handler func(Request) Response
+// upgrade) and is called on the connection's goroutine. ctx ends when the
+// client has gone or the server closes: the answer is no longer wanted.
+type Handler func(ctx context.Context, req Request) Response
 
-// readTimeout bounds how long a client may take to send its request.
-const readTimeout = 5 * time.Second
-
-// maxConns bounds connections served at once; more get "busy".
-const maxConns = 64
+const (
+	// readTimeout bounds how long a client may take to send its request,
+	// and writeTimeout how long the answer may take to go out.
+	readTimeout  = 5 * time.Second
+	writeTimeout = 5 * time.Second
+	// maxReading bounds the connections still sending their request. One
+	// more evicts the oldest of them, so that a new client (a probe) is
+	// always read, however many idle connections are open.
+	maxReading = 128
+	// maxWaiting bounds the requests waiting for a long answer (reload);
+	// more are answered "busy". Probes, status and prestop are answered
+	// at once and never count.
+	maxWaiting = 64
+	// hangupPoll is how often the server looks for the hang-up of a
+	// client that shut down its sending side and waits for its answer.
+	hangupPoll = 200 * time.Millisecond
+	// closeWait is how long Close lets answers in progress go out before
+	// it closes their connections.
+	closeWait = 200 * time.Millisecond
+)
 
 // Server serves the control socket.
 type Server struct {
-	ln      *net.UnixListener
-	path    string
-	handle  Handler
-	log     *slog.Logger
-	slots   chan struct{}
-	wg      sync.WaitGroup
-	closing sync.Once
+	ln     *net.UnixListener
+	path   string
+	handle Handler
+	log    *slog.Logger
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+
+	mu      sync.Mutex
+	conns   map[*net.UnixConn]bool // open connections
+	reading *list.List             // of *net.UnixConn still sending, oldest first
+	waiting int
 }
 
 // Listen creates the socket at path (mode 0600; a stale socket file is
@@ -58,7 +82,9 @@ func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
 	}
-	s := &Server{ln: ln, path: path, handle: h, log: log, slots: make(chan struct{}, maxConns)}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{ln: ln, path: path, handle: h, log: log, ctx: ctx, cancel: cancel,
+		conns: map[*net.UnixConn]bool{}, reading: list.New()}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -67,11 +93,25 @@ func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 // Path is where the socket is.
 func (s *Server) Path() string { return s.path }
 
-// Close stops accepting, removes the socket file and waits for the
-// connections being served. Safe to call twice.
+// Close stops accepting, removes the socket file, tells every handler
+// that its answer is no longer wanted, and returns once every connection
+// is closed: within closeWait, however many clients are connected. Safe to
+// call twice.
 func (s *Server) Close() {
-	s.closing.Do(func() {
+	s.once.Do(func() {
 		_ = s.ln.Close() // unlinks the socket file
+		s.cancel()
+		done := make(chan struct{})
+		go func() { s.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(closeWait):
+		}
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.Close() // their goroutines return at once
+		}
+		s.mu.Unlock()
 	})
 	s.wg.Wait()
 }
@@ -89,23 +129,44 @@ func (s *Server) serve() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		select {
-		case s.slots <- struct{}{}:
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() { <-s.slots }()
-				s.serveConn(c)
-			}()
-		default:
-			reply(c, Response{Error: "busy: too many control connections"})
-			c.Close()
+		s.mu.Lock()
+		s.conns[c] = true
+		e := s.reading.PushBack(c)
+		var evicted *net.UnixConn
+		if s.reading.Len() > maxReading {
+			evicted = s.reading.Remove(s.reading.Front()).(*net.UnixConn)
 		}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		if evicted != nil {
+			// Its goroutine sees the closed connection and returns.
+			reply(evicted, Response{Error: fmt.Sprintf("busy: more than %d connections sending nothing; this one was the oldest", maxReading)})
+			_ = evicted.Close()
+		}
+		go func() {
+			defer s.wg.Done()
+			s.serveConn(c, e)
+		}()
 	}
 }
 
-func (s *Server) serveConn(c *net.UnixConn) {
+// forget drops c from the server's books; e is its place among the
+// connections still sending.
+func (s *Server) forget(c *net.UnixConn, e *list.Element) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	s.done(e)
+}
+
+// done removes e from the connections still sending, if it is there
+// (Remove does nothing for an element already removed). Called with s.mu
+// held.
+func (s *Server) done(e *list.Element) { s.reading.Remove(e) }
+
+func (s *Server) serveConn(c *net.UnixConn, e *list.Element) {
 	defer c.Close()
+	defer s.forget(c, e)
 	if err := checkPeer(c); err != nil {
 		s.log.Warn("control socket: refused", "err", err)
 		reply(c, Response{Error: err.Error()})
@@ -113,6 +174,9 @@ func (s *Server) serveConn(c *net.UnixConn) {
 	}
 	_ = c.SetReadDeadline(time.Now().Add(readTimeout))
 	b, err := readRequest(c)
+	s.mu.Lock()
+	s.done(e)
+	s.mu.Unlock()
 	if err != nil {
 		reply(c, Response{Error: err.Error()})
 		return
@@ -123,7 +187,78 @@ func (s *Server) serveConn(c *net.UnixConn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	reply(c, s.handle(req))
+	if req.Op == OpReload {
+		s.mu.Lock()
+		busy := s.waiting >= maxWaiting
+		if !busy {
+			s.waiting++
+		}
+		s.mu.Unlock()
+		if busy {
+			reply(c, Response{Error: fmt.Sprintf("busy: %d reloads already waiting for their answer", maxWaiting)})
+			return
+		}
+		defer func() { s.mu.Lock(); s.waiting--; s.mu.Unlock() }()
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	go watchHangup(ctx, c, cancel)
+	resp := s.handle(ctx, req)
+	if ctx.Err() != nil && s.ctx.Err() == nil {
+		return // the client has gone: nobody to answer
+	}
+	reply(c, resp)
+}
+
+// watchHangup cancels ctx once the client has gone: it closed its end, or
+// reset it. A client that only shut down its sending side may still wait
+// for the answer; for it, the hang-up is polled for.
+func watchHangup(ctx context.Context, c *net.UnixConn, cancel context.CancelFunc) {
+	buf := make([]byte, 256)
+	for {
+		if _, err := c.Read(buf); err != nil {
+			break
+		}
+		// Bytes after the request: not part of the protocol; ignored.
+	}
+	if ctx.Err() != nil {
+		return // answered, or the server closes
+	}
+	if hungUp(c) {
+		cancel()
+		return
+	}
+	t := time.NewTicker(hangupPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if hungUp(c) {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+// hungUp reports whether the peer of c has closed its end entirely
+// (POLLHUP), not only shut down its sending side (POLLRDHUP), or whether
+// the connection failed.
+func hungUp(c *net.UnixConn) bool {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	cerr := raw.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
+		n, err := unix.Poll(fds, 0)
+		// EINTR: look again at the next poll.
+		gone = err == nil && n == 1 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR|unix.POLLNVAL) != 0
+	})
+	return cerr != nil || gone
 }
 
 // readRequest reads up to a newline or the end of the client's writes.
@@ -176,8 +311,29 @@ func checkPeer(c *net.UnixConn) error {
 	return nil
 }
 
+// reply writes r to c. A client that has gone makes the write fail with
+// EPIPE, never with a signal: send(2) with MSG_NOSIGNAL.
 func reply(c *net.UnixConn, r Response) {
-	_ = c.SetWriteDeadline(time.Now().Add(readTimeout))
+	_ = c.SetWriteDeadline(time.Now().Add(writeTimeout))
 	b, _ := json.Marshal(r) // a Response always marshals
-	_, _ = c.Write(append(b, '\n'))
+	b = append(b, '\n')
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	_ = raw.Write(func(fd uintptr) bool {
+		for len(b) > 0 {
+			n, err := unix.SendmsgN(int(fd), b, nil, nil, unix.MSG_NOSIGNAL)
+			switch {
+			case errors.Is(err, unix.EAGAIN):
+				return false // wait until writable (or the deadline)
+			case errors.Is(err, unix.EINTR):
+				continue
+			case err != nil:
+				return true // EPIPE, ECONNRESET: the client has gone
+			}
+			b = b[n:]
+		}
+		return true
+	})
 }

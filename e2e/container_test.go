@@ -242,25 +242,28 @@ func TestContainer(t *testing.T) {
 			t.Fatal(err)
 		}
 		slowFor := o.Delay + 2*time.Second
-		slow := slowRequest(c.url, int(slowFor.Seconds()))
-		time.Sleep(300 * time.Millisecond)
+		slow, _ := slowRequest(t, c.url, int(slowFor.Seconds()), func() string { out, _ := podmanCode("logs", c.name); return out })
 		start := time.Now()
 		// The kubelet: preStop, then SIGTERM, SIGKILL at the grace period.
-		probe := make(chan string, 1)
+		prestopDone := make(chan string, 1)
 		go func() {
-			time.Sleep(time.Second)
-			out, code := c.exec(app.ReadinessProbe.Exec.Command...)
-			// Not ready, and still serving while endpoints go away.
-			body, err := get(&http.Client{}, c.url)
-			probe <- fmt.Sprintf("%d %s; GET: %q %v", code, out, body, err)
+			out, code := c.exec(app.Lifecycle.PreStop.Exec.Command...)
+			prestopDone <- fmt.Sprintf("%d %s", code, out)
 		}()
-		if out, code := c.exec(app.Lifecycle.PreStop.Exec.Command...); code != 0 {
-			t.Fatalf("prestop: %d %s", code, out)
+		// During preStop: not ready, and still serving while endpoints
+		// go away.
+		out := waitFor(t, "the readiness probe to fail during preStop", func() (string, bool) {
+			out, code := c.exec(app.ReadinessProbe.Exec.Command...)
+			return fmt.Sprintf("%d %s", code, out), code != 0
+		})
+		body, err := get(&http.Client{Timeout: 10 * time.Second}, c.url)
+		if out != "1 tini-hot probe: not ready: termination announced by prestop" || err != nil || !strings.HasPrefix(body, "ospid:") {
+			t.Errorf("probe and a request during preStop: %s; GET: %q %v", out, body, err)
+		}
+		if got := <-prestopDone; got != "0 " {
+			t.Fatalf("prestop: %s", got)
 		}
 		prestop := time.Since(start)
-		if got := <-probe; !strings.HasPrefix(got, `1 tini-hot probe: not ready: termination announced by prestop; GET: "ospid:`) || !strings.HasSuffix(got, "<nil>") {
-			t.Errorf("probe and a request during preStop: %s", got)
-		}
 		podman(t, "stop", "-t", strconv.Itoa(int(grace)), c.name)
 		took := time.Since(start)
 		if got := <-slow; !strings.HasPrefix(got, "ospid:") {

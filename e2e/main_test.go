@@ -17,6 +17,10 @@ var tiniHot, demo string
 // helperEnv names the helper a re-run of the test binary should be.
 const helperEnv = "TINI_HOT_E2E_HELPER"
 
+// binaryEnv, when set, is the path of a tini-hot binary to test instead of
+// building ./cmd/tini-hot.
+const binaryEnv = "TINI_HOT_E2E_BINARY"
+
 // helpers are the programs the test binary can be, by name.
 var helpers = map[string]func() int{}
 
@@ -52,7 +56,15 @@ func runTests(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	tiniHot = filepath.Join(dir, "tini-hot")
 	demo = filepath.Join(dir, "demo")
-	for bin, pkg := range map[string]string{tiniHot: "../cmd/tini-hot", demo: "../examples/demo"} {
+	builds := map[string]string{tiniHot: "../cmd/tini-hot", demo: "../examples/demo"}
+	if bin := os.Getenv(binaryEnv); bin != "" {
+		// Another build under test, e.g. an older commit's, to show that
+		// a regression test fails there.
+		tiniHot = bin
+		delete(builds, tiniHot)
+		builds = map[string]string{demo: "../examples/demo"}
+	}
+	for bin, pkg := range builds {
 		build := exec.Command("go", "build", "-o", bin, pkg)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tini-hot/tini-hot/control"
+	"github.com/tini-hot/tini-hot/upgrade"
 )
 
 // TestGunicorn upgrades Debian's unmodified gunicorn, which speaks
@@ -55,8 +55,7 @@ func TestGunicorn(t *testing.T) {
 	}
 	t.Logf("gunicorn: 5 reloads under load, %d requests, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
 
-	slow := slowRequest(url, 2)
-	time.Sleep(500 * time.Millisecond)
+	slow, _ := slowRequest(t, url, 2, p.stderr.String)
 	term := time.Now()
 	p.signal(syscall.SIGTERM)
 	if got := <-slow; !strings.HasSuffix(got, "gen:6") {
@@ -102,14 +101,22 @@ func TestReloadStorm(t *testing.T) {
 		t.Errorf("%d generations serving, want 1: %+v", serving, st.Generations)
 	}
 	// The kernel merges a SIGHUP into one still pending, so tini-hot may
-	// receive fewer than 200; every one it received started an upgrade
-	// or was folded into the next.
+	// receive fewer than 200. Every one it received started an upgrade,
+	// was folded into the next, or was refused because --max-draining
+	// old generations still drained: how many of each depends on the
+	// machine's speed, so only the sum is checked.
 	r := st.Reloads
 	r.Requested -= warm.Requested
 	r.Succeeded -= warm.Succeeded
 	r.Coalesced -= warm.Coalesced
-	if r.Requested < 1 || r.Requested > 200 || st.Reloads.Failed != 0 || r.Succeeded+r.Coalesced != r.Requested || r.Succeeded*2 > r.Requested {
-		t.Errorf("storm's reload counters %+v (total %+v): want at most 200 requested, none failed, each one an upgrade or coalesced, most coalesced", r, st.Reloads)
+	r.Failed -= warm.Failed
+	if r.Requested < 1 || r.Requested > 200 || r.Succeeded < 1 || r.Succeeded+r.Coalesced+r.Failed != r.Requested {
+		t.Errorf("storm's reload counters %+v (total %+v): want 1 to 200 requested, each an upgrade, coalesced or refused", r, st.Reloads)
+	}
+	for _, g := range st.Generations {
+		if g.State == "failed" && !strings.Contains(g.Reason, "still draining") {
+			t.Errorf("generation %d failed: %s", g.Number, g.Reason)
+		}
 	}
 	// A control connection may still be closing in tini-hot: give the fd
 	// count a moment to come back. A leak would be one per upgrade.
@@ -120,10 +127,10 @@ func TestReloadStorm(t *testing.T) {
 	if fds2 != fds {
 		t.Errorf("tini-hot has %d fds after the storm, %d before", fds2, fds)
 	}
-	// The Go runtime may start a thread or two more under load (and
-	// never ends one); a leak would be one per upgrade, about 20.
+	// The Go runtime may start a few threads more under load (and never
+	// ends one); a leak would be one per upgrade, about 100.
 	threads2 := countDir(t, pid, "task")
-	if threads2 > threads+2 {
+	if threads2 > threads+4 {
 		t.Errorf("tini-hot has %d threads after the storm, %d before", threads2, threads)
 	}
 	if z := zombies(pid); z != 0 {
@@ -135,9 +142,9 @@ func TestReloadStorm(t *testing.T) {
 
 // settled waits until no upgrade is in progress and every generation but
 // the serving one has exited, and returns that status.
-func settled(t *testing.T, p *proc) control.Status {
+func settled(t *testing.T, p *proc) upgrade.Status {
 	t.Helper()
-	return waitForWithin(t, time.Minute, "upgrades to settle", func() (control.Status, bool) {
+	return waitForWithin(t, time.Minute, "upgrades to settle", func() (upgrade.Status, bool) {
 		st := p.status()
 		if st.State != "running" {
 			return st, false

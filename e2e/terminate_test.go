@@ -40,8 +40,7 @@ func TestTerminateInFlight(t *testing.T) {
 				}
 				worst = max(worst, took)
 			}
-			slow := slowRequest(url, 2)
-			time.Sleep(300 * time.Millisecond) // the request is in
+			slow, _ := slowRequest(t, url, 2, p.stderr.String)
 			term := time.Now()
 			p.signal(syscall.SIGTERM)
 			var out string
@@ -118,8 +117,11 @@ func TestTerminateStubborn(t *testing.T) {
 			if code != 128+9 {
 				t.Errorf("exit status %d, want 137 (app killed by SIGKILL)", code)
 			}
-			if took > 3200*time.Millisecond || took < 2500*time.Millisecond {
-				t.Errorf("tini-hot exited %v after SIGTERM, want between 2.5s and 3.2s (grace period 3s)", took)
+			// tini-hot kills at grace minus margin (2.7 s) after it got
+			// SIGTERM, which is after term; it must have exited within
+			// the grace period.
+			if took >= 3*time.Second || took < 2700*time.Millisecond {
+				t.Errorf("tini-hot exited %v after SIGTERM, want from 2.7s (the kill at grace minus margin) to under 3s (grace period)", took)
 			}
 			for pid, name := range kids {
 				if alive(pid) {
@@ -146,7 +148,8 @@ func TestPrestop(t *testing.T) {
 	})
 	start := time.Now()
 	pre, err := exec.Command(tiniHot, "prestop", "--delay", "1s", "--control", p.control).CombinedOutput()
-	waited := time.Since(start)
+	prestopDone := time.Now()
+	waited := prestopDone.Sub(start)
 	if err != nil || len(pre) != 0 {
 		t.Fatalf("prestop: %v %q", err, pre)
 	}
@@ -170,10 +173,13 @@ func TestPrestop(t *testing.T) {
 	if code := p.wait(); code != 137 {
 		t.Errorf("exit status %d, want 137", code)
 	}
-	// The grace period counts from prestop: SIGKILL 2.7s after it.
+	// The grace period counts from prestop's request, which tini-hot
+	// got after start and at least the 1 s delay before prestopDone:
+	// SIGKILL 2.7 s after it, and the exit within 3 s of it.
 	total, afterTerm := p.ended.Sub(start), p.ended.Sub(term)
-	if total > 3200*time.Millisecond || total < 2500*time.Millisecond {
-		t.Errorf("tini-hot exited %v after prestop, want between 2.5s and 3.2s (grace period 3s)", total)
+	if total < 2700*time.Millisecond || p.ended.Sub(prestopDone) >= 2*time.Second {
+		t.Errorf("tini-hot exited %v after prestop began and %v after it returned; want the kill 2.7s after prestop's request and the exit within the 3s grace period",
+			total, p.ended.Sub(prestopDone))
 	}
 	for _, pid := range app {
 		if alive(pid) {

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tini-hot/tini-hot/control"
+	"github.com/tini-hot/tini-hot/upgrade"
 )
 
 // freeAddr is a loopback address with a port free right now.
@@ -49,18 +49,34 @@ func get(c *http.Client, url string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
+// slowRequests numbers the slow requests, so that each is told apart in
+// the server's log.
+var slowRequests atomic.Int64
+
 // slowRequest asks url for an answer after secs seconds (?sleep=) and
-// delivers the body when it comes, or "error: ..." when it fails.
-func slowRequest(url string, secs int) <-chan string {
+// returns once the server has logged that the request started (log
+// returns the server's output so far), with the line that says so. The
+// body comes on the channel when it comes, or "error: ..." when it fails.
+func slowRequest(t *testing.T, url string, secs int, log func() string) (<-chan string, string) {
+	t.Helper()
+	id := fmt.Sprintf("id=%d", slowRequests.Add(1))
 	answer := make(chan string, 1)
 	go func() {
-		body, err := get(&http.Client{}, fmt.Sprintf("%s?sleep=%d", url, secs))
+		body, err := get(&http.Client{Timeout: time.Minute}, fmt.Sprintf("%s?sleep=%d&%s", url, secs, id))
 		if err != nil {
 			body = "error: " + err.Error()
 		}
 		answer <- body
 	}()
-	return answer
+	line := waitFor(t, "the server to log the slow request "+id, func() (string, bool) {
+		for _, l := range strings.Split(log(), "\n") {
+			if strings.Contains(l, "&"+id+" started") {
+				return l, true
+			}
+		}
+		return "", false
+	})
+	return answer, line
 }
 
 // startDemo runs the demo server under tini-hot on a fresh port.
@@ -80,12 +96,12 @@ func startDemo(t *testing.T, m mode, flags ...string) (*proc, string) {
 
 // status asks tini-hot for its status through `tini-hot status --json`,
 // waiting for the control socket if tini-hot has only just started.
-func (p *proc) status() control.Status {
+func (p *proc) status() upgrade.Status {
 	p.t.Helper()
 	var last string
-	st, ok := waitForOK(func() (control.Status, bool) {
+	st, ok := waitForOK(func() (upgrade.Status, bool) {
 		out, err := exec.Command(tiniHot, "status", "--json", "--control", p.control).CombinedOutput()
-		var st control.Status
+		var st upgrade.Status
 		if err == nil {
 			err = json.Unmarshal(out, &st)
 		}
@@ -106,13 +122,13 @@ func (p *proc) reload(args ...string) (string, int) {
 }
 
 // generation returns the state of generation n.
-func generation(st control.Status, n int) (control.GenerationStatus, bool) {
+func generation(st upgrade.Status, n int) (upgrade.GenerationStatus, bool) {
 	for _, g := range st.Generations {
 		if g.Number == n {
 			return g, true
 		}
 	}
-	return control.GenerationStatus{}, false
+	return upgrade.GenerationStatus{}, false
 }
 
 // TestSeedDemo is the article's demo: a slow request started before
@@ -124,10 +140,10 @@ func TestSeedDemo(t *testing.T) {
 			t.Parallel()
 			p, url := startDemo(t, m)
 			first, _ := get(http.DefaultClient, url)
-			slow := slowRequest(url, 3)
-			// Let the slow request reach generation 1 (if it did not,
-			// it would be answered by generation 2 and fail below).
-			time.Sleep(500 * time.Millisecond)
+			slow, started := slowRequest(t, url, 3, p.stderr.String)
+			if !strings.Contains(started, "generation 1:") {
+				t.Fatalf("slow request taken by: %q", started)
+			}
 			p.signal(syscall.SIGHUP)
 			var last string
 			t.Cleanup(func() {
@@ -359,7 +375,10 @@ func TestUnixListener(t *testing.T) {
 		body, err := get(c, "http://unix/")
 		return body, err == nil
 	})
-	if out, code := p.reload(); code != 0 {
+	// Until the old generation has drained it may still accept a
+	// connection; once reload --wait-drained returns, only the new one
+	// is there.
+	if out, code := p.reload("--wait-drained"); code != 0 {
 		t.Fatalf("reload: %d %s", code, out)
 	}
 	if body, err := get(c, "http://unix/"); err != nil || body == first || !strings.HasSuffix(body, "gen:2") {
@@ -482,4 +501,36 @@ func TestExecReadiness(t *testing.T) {
 	if !strings.Contains(readFile(filepath.Join(dir, "checks")), fmt.Sprintf("2 %d\n", g.Pid)) {
 		t.Errorf("checks did not get generation 2's pid %d:\n%s", g.Pid, readFile(filepath.Join(dir, "checks")))
 	}
+}
+
+// TestDemoScript runs the README's first command, examples/demo.sh: the
+// slow request is answered by generation 1's pid, the request after the
+// reload by generation 2's, and the script cleans up after itself.
+func TestDemoScript(t *testing.T) {
+	if _, err := exec.LookPath("curl"); err != nil {
+		need(t, "curl (Debian package curl), which examples/demo.sh uses")
+	}
+	cmd := exec.Command("sh", "examples/demo.sh")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "SLOW=2")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("sh examples/demo.sh: %v\n%s", err, out)
+	}
+	var old, new string
+	for _, line := range strings.Split(string(out), "\n") {
+		if _, after, ok := strings.Cut(line, "slow request, began before the reload: "); ok {
+			old = after
+		}
+		if _, after, ok := strings.Cut(line, "new request, after the reload:"); ok {
+			new = strings.TrimSpace(after)
+		}
+	}
+	if !strings.HasSuffix(old, "gen:1") || !strings.HasSuffix(new, "gen:2") || strings.Fields(old)[0] == strings.Fields(new)[0] {
+		t.Fatalf("old %q, new %q; output:\n%s", old, new, out)
+	}
+	if !strings.Contains(string(out), "tini-hot exited with status 0") {
+		t.Errorf("tini-hot did not exit 0:\n%s", out)
+	}
+	t.Logf("demo: slow request %q, new request %q", old, new)
 }

@@ -87,12 +87,15 @@ func TestServeDrains(t *testing.T) {
 	}
 	expect("READY=1")
 	url := "http://" + ln.Addr().String() + "/"
-	keep := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	// Every client has a timeout: a server that hangs fails the test
+	// instead of hanging it.
+	keep := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	once := &http.Client{Timeout: 30 * time.Second}
 	if body, err := fetch(keep, url); err != nil || body != "ok" {
 		t.Fatalf("GET: %q, %v", body, err)
 	}
 	slow := make(chan error, 1)
-	go func() { _, err := fetch(http.DefaultClient, url+"?slow=1"); slow <- err }()
+	go func() { _, err := fetch(once, url+"?slow=1"); slow <- err }()
 	expect("STATUS=slow")
 	if err := unix.Kill(pid, unix.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -16,7 +16,10 @@
 // caller to forward. SIGURG is not subscribed: the Go runtime sends it to
 // its own threads for goroutine preemption, so it cannot be told apart from
 // a user's kill -URG and is never forwarded; nor is SIGPROF, which the
-// runtime keeps for its profiler. Signals that the kernel raises
+// runtime keeps for its profiler, nor SIGPIPE, which tini-hot ignores
+// because its own writes to a client that went away raise it. SIGTERM has
+// a channel of its own ([Reaper.Terminations]) that other signals cannot
+// fill. Signals that the kernel raises
 // for a fault (SIGSEGV, SIGBUS, ...) still crash the process as they must;
 // the same signals sent with kill(2) are only relayed, so PID 1 cannot be
 // killed by a stray kill -SEGV 1.

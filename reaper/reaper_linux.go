@@ -6,7 +6,7 @@ import (
 	"os"
 	"os/signal"
 
-	"github.com/prometheus/procfs"
+	"github.com/tini-hot/tini-hot/internal/proctree"
 	"golang.org/x/sys/unix"
 )
 
@@ -18,21 +18,31 @@ import (
 type Reaper struct {
 	pid     int
 	chld    chan os.Signal
+	term    chan os.Signal
 	signals chan os.Signal
 }
 
 // signalBuffer is how many signals may wait for the owner. os/signal drops
 // a signal when the channel is full; 256 covers any burst a person or a
 // script sends (a storm of the same signal is coalesced later anyway).
+// SIGTERM, which ends the container, has a channel of its own that no
+// other signal can fill.
 const signalBuffer = 256
 
 // New subscribes to SIGCHLD and to every [Forwardable] signal and, unless
 // the process is PID 1, makes it a child subreaper. Call it before starting
 // any child, so that no exit and no signal is missed.
+//
+// It also ignores SIGPIPE: the kernel raises it in tini-hot when a
+// control client or the reader of its log goes away mid-write, and a
+// forwarded SIGPIPE would kill an application that does not ignore it (a
+// shell script, a C program). Since it cannot be told apart from a
+// kill -PIPE, it is never forwarded; writes fail with EPIPE instead.
 func New() (*Reaper, error) {
 	r := &Reaper{
 		pid:     os.Getpid(),
 		chld:    make(chan os.Signal, 1),
+		term:    make(chan os.Signal, 1),
 		signals: make(chan os.Signal, signalBuffer),
 	}
 	if r.pid != 1 {
@@ -40,11 +50,16 @@ func New() (*Reaper, error) {
 			return nil, fmt.Errorf("become child subreaper: %w", err)
 		}
 	}
+	signal.Ignore(unix.SIGPIPE)
 	signal.Notify(r.chld, unix.SIGCHLD)
-	fwd := Forwardable()
-	sigs := make([]os.Signal, len(fwd))
-	for i, s := range fwd {
-		sigs[i] = s
+	// One SIGTERM waiting is as good as several: a buffer of one never
+	// loses the fact that it came.
+	signal.Notify(r.term, unix.SIGTERM)
+	var sigs []os.Signal
+	for _, s := range Forwardable() {
+		if s != unix.SIGTERM {
+			sigs = append(sigs, s)
+		}
 	}
 	signal.Notify(r.signals, sigs...)
 	return r, nil
@@ -56,13 +71,19 @@ func (r *Reaper) IsInit() bool { return r.pid == 1 }
 // Reapable receives a value when a child may have ended: call Reap.
 func (r *Reaper) Reapable() <-chan os.Signal { return r.chld }
 
-// Signals receives every forwardable signal the process gets.
+// Signals receives every forwardable signal the process gets, except
+// SIGTERM.
 func (r *Reaper) Signals() <-chan os.Signal { return r.signals }
+
+// Terminations receives SIGTERM. Its own channel cannot be filled by other
+// signals, so a SIGTERM is never dropped, however many others wait.
+func (r *Reaper) Terminations() <-chan os.Signal { return r.term }
 
 // Stop unsubscribes from all signals. Signals then get the Go runtime's
 // default handling.
 func (r *Reaper) Stop() {
 	signal.Stop(r.chld)
+	signal.Stop(r.term)
 	signal.Stop(r.signals)
 }
 
@@ -97,8 +118,9 @@ func (r *Reaper) Reap() (exits []Exit, children bool) {
 
 // SignalAll sends sig to every process left below this one: as PID 1 that
 // is every other process of the namespace (kill(-1)); as a subreaper, every
-// descendant found in /proc. It returns how many processes were signalled
-// (as a subreaper) or 1 when kill(-1) found any (as PID 1).
+// descendant found in /proc (through pidfds, so a pid reused since the scan
+// is left alone). It returns how many processes were signalled (as a
+// subreaper) or 1 when kill(-1) found any (as PID 1).
 func (r *Reaper) SignalAll(sig unix.Signal) (int, error) {
 	if r.IsInit() {
 		// kill(-1) from PID 1 reaches every process of the namespace
@@ -115,76 +137,9 @@ func (r *Reaper) SignalAll(sig unix.Signal) (int, error) {
 			return 0, fmt.Errorf("kill -%s -1: %w", SignalName(sig), err)
 		}
 	}
-	pids, err := Descendants(r.pid)
+	t, err := proctree.Snapshot()
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, pid := range pids {
-		// ESRCH: it ended since the scan; nothing to do.
-		if err := unix.Kill(pid, sig); err == nil {
-			n++
-		}
-	}
-	return n, nil
-}
-
-// Process is one process of a [Table].
-type Process struct {
-	Pid, PPID, PGRP int
-	Zombie          bool
-}
-
-// Table is a snapshot of every process in /proc, by pid.
-type Table map[int]Process
-
-// Snapshot reads every process's parent, group and state from /proc.
-// Processes that end while it reads are left out.
-func Snapshot() (Table, error) {
-	procs, err := procfs.AllProcs()
-	if err != nil {
-		return nil, fmt.Errorf("list processes: %w", err)
-	}
-	t := make(Table, len(procs))
-	for _, p := range procs {
-		st, err := p.Stat()
-		if err != nil {
-			// The process ended while we read /proc.
-			continue
-		}
-		t[p.PID] = Process{Pid: p.PID, PPID: st.PPID, PGRP: st.PGRP, Zombie: st.State == "Z"}
-	}
-	return t, nil
-}
-
-// Descendants lists the pids of the processes below root, children first.
-// A process that called setsid or whose parent ended is still found, as
-// long as it was reparented to root or to another descendant (which is
-// what a subreaper or PID 1 ensures).
-func (t Table) Descendants(root int) []int {
-	children := make(map[int][]int)
-	for pid, p := range t {
-		children[p.PPID] = append(children[p.PPID], pid)
-	}
-	var out []int
-	queue := []int{root}
-	for len(queue) > 0 {
-		pid := queue[0]
-		queue = queue[1:]
-		for _, c := range children[pid] {
-			out = append(out, c)
-			queue = append(queue, c)
-		}
-	}
-	return out
-}
-
-// Descendants lists the pids of the processes below root, children first,
-// from a fresh [Snapshot].
-func Descendants(root int) ([]int, error) {
-	t, err := Snapshot()
-	if err != nil {
-		return nil, err
-	}
-	return t.Descendants(root), nil
+	return proctree.SignalAll(t.Descendants(r.pid), sig), nil
 }

@@ -67,7 +67,7 @@ func FuzzParseSignal(f *testing.F) {
 
 func TestForwardable(t *testing.T) {
 	sigs := Forwardable()
-	for _, never := range []unix.Signal{unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, 32, 33} {
+	for _, never := range []unix.Signal{unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGURG, unix.SIGPROF, unix.SIGPIPE, 32, 33} {
 		if slices.Contains(sigs, never) {
 			t.Errorf("%v is forwardable", never)
 		}
@@ -121,30 +121,40 @@ func TestReap(t *testing.T) {
 	}
 }
 
-// TestDescendants finds a grandchild whose parent is alive and one that
-// called setsid.
-func TestDescendants(t *testing.T) {
-	cmd := exec.Command("sh", "-c", "sleep 30 & setsid sleep 30 & wait")
-	if err := cmd.Start(); err != nil {
+// TestTerminationNeverDropped fills the signal buffer with more signals
+// than it holds, none consumed, then sends SIGTERM: it must still arrive.
+func TestTerminationNeverDropped(t *testing.T) {
+	r, err := New()
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() {
-		_ = unix.Kill(cmd.Process.Pid, unix.SIGKILL)
-		_ = cmd.Wait()
-	}()
-	var pids []int
-	deadline := time.Now().Add(10 * time.Second)
-	for len(pids) < 3 && time.Now().Before(deadline) {
-		var err error
-		if pids, err = Descendants(unix.Getpid()); err != nil {
+	defer r.Stop()
+	// The Go runtime merges a signal still pending with the same one, so
+	// send each only once the last has reached the channel.
+	sigs := []unix.Signal{unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, 40, 41, 42}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := 0; len(r.Signals()) < signalBuffer; i++ {
+		before := len(r.Signals())
+		if err := unix.Kill(unix.Getpid(), sigs[i%len(sigs)]); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(10 * time.Millisecond)
+		for len(r.Signals()) == before && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d signals buffered", len(r.Signals()))
+		}
 	}
-	if len(pids) < 3 || pids[0] != cmd.Process.Pid {
-		t.Fatalf("Descendants = %v, want the shell %d first and its two sleeps", pids, cmd.Process.Pid)
+	// Full: one more is dropped by os/signal.
+	if err := unix.Kill(unix.Getpid(), unix.SIGTERM); err != nil {
+		t.Fatal(err)
 	}
-	for _, pid := range pids[1:] {
-		_ = unix.Kill(pid, unix.SIGKILL)
+	select {
+	case sig := <-r.Terminations():
+		if sig != unix.SIGTERM {
+			t.Fatalf("Terminations gave %v", sig)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SIGTERM lost behind a full signal buffer")
 	}
 }

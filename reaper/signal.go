@@ -18,14 +18,15 @@ const sigMax = 64
 // Forwardable lists the signals a Reaper relays: every signal from 1 to 64
 // except SIGKILL and SIGSTOP (uncatchable), SIGCHLD (it drives reaping),
 // SIGURG (the Go runtime's preemption signal), SIGPROF (the Go runtime
-// consumes it for its profiler and never delivers it) and 32, 33
-// (reserved by the C libraries).
+// consumes it for its profiler and never delivers it), SIGPIPE (tini-hot's
+// own writes raise it; see [New]) and 32, 33 (reserved by the C
+// libraries).
 func Forwardable() []unix.Signal {
 	var sigs []unix.Signal
 	for n := 1; n <= sigMax; n++ {
 		s := unix.Signal(n)
 		switch {
-		case s == unix.SIGKILL, s == unix.SIGSTOP, s == unix.SIGCHLD, s == unix.SIGURG, s == unix.SIGPROF:
+		case s == unix.SIGKILL, s == unix.SIGSTOP, s == unix.SIGCHLD, s == unix.SIGURG, s == unix.SIGPROF, s == unix.SIGPIPE:
 		case n > 31 && n < sigRTMin:
 		default:
 			sigs = append(sigs, s)

@@ -1,16 +1,41 @@
 // Package upgrade supervises the application: it starts it as a numbered
 // generation, relays signals to it, collects its exit status through the
-// reaper and, when it ends, terminates whatever it left behind.
+// reaper, upgrades it in place on the held sockets and, when it ends,
+// terminates whatever it left behind.
 //
 // One goroutine, the one running [Supervisor.Run], owns all generation
-// state; everything else reaches it through channels. With no listeners and
-// no reload signal a Supervisor behaves as tini: one generation, every
-// signal forwarded, the container ends with the child's status.
+// state; everything else reaches it through channels: the reaper's
+// (exits, signals), the notify sockets', and the typed methods
+// ([Supervisor.Reload], [Supervisor.Status], [Supervisor.Probe],
+// [Supervisor.Prestop]) and timers, which run functions on it. With no
+// listeners and no reload signal a Supervisor behaves as tini: one
+// generation, every signal forwarded, the container ends with the
+// child's status.
 //
-// When the main child exits and other processes remain (orphans it left,
-// daemons it started, setsid grandchildren), each gets SIGTERM, and SIGKILL
-// once [Options.KillTimeout] has passed; Run returns only when no process
-// is left below tini-hot, so nothing is cut off mid-write by the kernel's
-// SIGKILL at the end of a PID namespace and nothing escapes as a
-// subreaper's leftover.
+// The files follow its concerns: supervisor.go (the loop, timers, the
+// methods), generation.go (start, readiness, exits), reload.go (reloads
+// and the handover), shutdown.go (SIGTERM, prestop, the end), status.go,
+// and sys.go, the private seam to the operating system that the unit
+// tests replace with fakes.
+//
+// Pids: a generation's main process is signalled by pid only until the
+// supervisor has reaped it; the supervisor is the only reaper, so until
+// then the pid cannot name another process. After that nothing is sent
+// to that pid, no exit is matched to that generation, and its remaining
+// processes are found only by their TINI_HOT_GENERATION marker and
+// signalled through pidfds (internal/proctree).
+//
+// Reloads during an upgrade are coalesced into at most one more; a reload
+// while the first generation starts waits until it is ready, or until its
+// ready timeout, after which the first generation keeps running and the
+// reload starts a generation that replaces it when ready. The caller of
+// [Supervisor.Reload] may stop waiting at any time: the reload goes on.
+//
+// When the serving generation exits and other processes remain (orphans it
+// left, daemons it started, setsid grandchildren), each gets SIGTERM, and
+// SIGKILL once [Options.KillTimeout] has passed; generations still
+// draining from an upgrade keep their drain deadline instead. Run returns
+// only when no process is left below tini-hot, so nothing is cut off
+// mid-write by the kernel's SIGKILL at the end of a PID namespace and
+// nothing escapes as a subreaper's leftover.
 package upgrade

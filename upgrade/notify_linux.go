@@ -55,8 +55,8 @@ type notifyEvent struct {
 // filesystems) that asks the kernel for the sender's credentials.
 type notifySocket struct {
 	conn *net.UnixConn
-	// env is the NOTIFY_SOCKET value, "@name".
-	env string
+	// addr is the NOTIFY_SOCKET value, "@name".
+	addr string
 }
 
 func newNotifySocket(name string) (*notifySocket, error) {
@@ -77,11 +77,14 @@ func newNotifySocket(name string) (*notifySocket, error) {
 		conn.Close()
 		return nil, fmt.Errorf("notify socket @%s: SO_PASSCRED: %w", name, err)
 	}
-	return &notifySocket{conn: conn, env: "@" + name}, nil
+	return &notifySocket{conn: conn, addr: "@" + name}, nil
 }
 
-// serve delivers every datagram to out until the socket is closed.
-func (s *notifySocket) serve(gen int, out chan<- notifyEvent, done <-chan struct{}) {
+// Env is the NOTIFY_SOCKET value.
+func (s *notifySocket) Env() string { return s.addr }
+
+// Serve delivers every datagram to out until the socket is closed.
+func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct{}) {
 	buf := make([]byte, maxNotifySize)
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {

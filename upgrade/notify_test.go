@@ -41,8 +41,8 @@ func TestNotifySocket(t *testing.T) {
 	out := make(chan notifyEvent, 1)
 	done := make(chan struct{})
 	defer close(done)
-	go s.serve(7, out, done)
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.env, Net: "unixgram"})
+	go s.Serve(7, out, done)
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.Env(), Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tini-hot/tini-hot/control"
 	"github.com/tini-hot/tini-hot/internal/cli"
 	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/internal/listen"
 	"github.com/tini-hot/tini-hot/reaper"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
@@ -63,22 +64,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
+	// First, before any signal.Notify changes them: what the application
+	// inherits of tini-hot's signal state.
+	inherited, err := launch.CaptureSignals()
 	log := newLogger(stderr, cfg.Verbosity)
 	slog.SetDefault(log)
+	if err != nil {
+		log.Warn("the application starts with no signal ignored or blocked", "err", err)
+	}
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
 		return cli.ExitFailure
 	}
 
 	// Sockets first: a bind failure starts nothing.
-	var listeners []*upgrade.Listener
+	var listeners []*listen.Listener
 	defer func() {
 		for _, l := range listeners {
 			_ = l.Close() // removes unix socket files
 		}
 	}()
 	for _, spec := range cfg.Listen {
-		l, err := upgrade.Bind(spec)
+		l, err := listen.Bind(spec)
 		if err != nil {
 			return fail(err)
 		}
@@ -94,23 +101,9 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 			return fail(fmt.Errorf("set parent-death signal: %w", err))
 		}
 	}
-	sup, err := upgrade.New(upgrade.Options{
-		Command:       cfg.Command,
-		Reaper:        r,
-		Listeners:     listeners,
-		SignalGroup:   cfg.Group,
-		KillTimeout:   cfg.KillTimeout,
-		Ready:         cfg.Ready,
-		ReadyTimeout:  cfg.ReadyTimeout,
-		DrainSignal:   cfg.DrainSignal,
-		DrainTimeout:  cfg.DrainTimeout,
-		ReloadSignal:  cfg.ReloadSignal,
-		MaxDraining:   cfg.MaxDraining,
-		GracePeriod:   cfg.GracePeriod,
-		ShutdownDelay: cfg.ShutdownDelay,
-		WarnOnReap:    cfg.WarnOnReap,
-		Logger:        log,
-	})
+	opts := cfg.Supervisor
+	opts.Reaper, opts.Listeners, opts.Signals, opts.Logger = r, listeners, inherited, log
+	sup, err := upgrade.New(opts)
 	if err != nil {
 		return fail(err)
 	}
@@ -119,7 +112,7 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	// warning.
 	if err := os.MkdirAll(filepath.Dir(cfg.Control), 0o755); err != nil {
 		log.Warn("no control socket", "err", err)
-	} else if srv, err := control.Listen(cfg.Control, sup.Handle, log); err != nil {
+	} else if srv, err := control.Listen(cfg.Control, handler(sup), log); err != nil {
 		log.Warn("no control socket", "err", err)
 	} else {
 		defer srv.Close()

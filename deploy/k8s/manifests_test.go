@@ -145,7 +145,7 @@ func TestDeployment(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tini-hot flags: %v", err)
 	}
-	if cfg.Subcommand != "" || len(cfg.Command) == 0 || len(cfg.Listen) == 0 {
+	if cfg.Subcommand != "" || len(cfg.Supervisor.Command) == 0 || len(cfg.Listen) == 0 {
 		t.Fatalf("command %q: want -l and an application", c.Command)
 	}
 
@@ -201,8 +201,8 @@ func TestDeployment(t *testing.T) {
 	// The endpoint is gone before SIGTERM: readiness fails within the
 	// preStop delay.
 	notice := time.Duration(rp.PeriodSeconds*rp.FailureThreshold) * time.Second
-	if notice > delay+cfg.ShutdownDelay {
-		t.Errorf("readiness notices the shutdown after up to %v, longer than preStop delay %v + shutdown delay %v", notice, delay, cfg.ShutdownDelay)
+	if notice > delay+cfg.Supervisor.ShutdownDelay {
+		t.Errorf("readiness notices the shutdown after up to %v, longer than preStop delay %v + shutdown delay %v", notice, delay, cfg.Supervisor.ShutdownDelay)
 	}
 
 	// The grace period covers preStop, the shutdown delay, a full drain
@@ -211,13 +211,13 @@ func TestDeployment(t *testing.T) {
 		t.Fatal("no terminationGracePeriodSeconds")
 	}
 	grace := time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
-	if cfg.GracePeriod != grace {
-		t.Errorf("tini-hot --grace-period %v, terminationGracePeriodSeconds %v: they must be equal", cfg.GracePeriod, grace)
+	if cfg.Supervisor.GracePeriod != grace {
+		t.Errorf("tini-hot --grace-period %v, terminationGracePeriodSeconds %v: they must be equal", cfg.Supervisor.GracePeriod, grace)
 	}
-	need := delay + cfg.ShutdownDelay + cfg.DrainTimeout + upgrade.KillMargin(grace)
+	need := delay + cfg.Supervisor.ShutdownDelay + cfg.Supervisor.DrainTimeout + upgrade.KillMargin(grace)
 	if grace < need {
 		t.Errorf("terminationGracePeriodSeconds %v < preStop %v + shutdown delay %v + drain %v + margin %v",
-			grace, delay, cfg.ShutdownDelay, cfg.DrainTimeout, upgrade.KillMargin(grace))
+			grace, delay, cfg.Supervisor.ShutdownDelay, cfg.Supervisor.DrainTimeout, upgrade.KillMargin(grace))
 	}
 
 	// A read-only root needs a writable /run for the control socket.
@@ -234,5 +234,5 @@ func TestDeployment(t *testing.T) {
 		}
 	}
 	t.Logf("grace %v >= preStop %v + shutdown delay %v + drain %v + margin %v; readiness notices within %v",
-		grace, delay, cfg.ShutdownDelay, cfg.DrainTimeout, upgrade.KillMargin(grace), notice)
+		grace, delay, cfg.Supervisor.ShutdownDelay, cfg.Supervisor.DrainTimeout, upgrade.KillMargin(grace), notice)
 }

@@ -1,13 +1,18 @@
 """The demo's answer from a WSGI app, for gunicorn under tini-hot.
 
-?sleep=N answers after N seconds."""
+?sleep=N answers after N seconds; such a request is logged to stderr when
+it starts, as the demo does."""
 import os
+import sys
 import time
 from urllib.parse import parse_qs
 
 
 def app(environ, start_response):
-    sleep = parse_qs(environ.get("QUERY_STRING", "")).get("sleep", ["0"])[0]
+    query = environ.get("QUERY_STRING", "")
+    sleep = parse_qs(query).get("sleep", ["0"])[0]
+    if float(sleep) > 0:
+        print("wsgiapp: pid %d: /?%s started" % (os.getpid(), query), file=sys.stderr, flush=True)
     time.sleep(float(sleep))
     body = "ospid:%d master:%d gen:%s\n" % (
         os.getpid(), os.getppid(), os.environ.get("TINI_HOT_GENERATION", ""))

@@ -1,7 +1,9 @@
 // Command demo is the hot-upgrade demo server: GET /?sleep=N sleeps N
 // seconds and answers "ospid:PID gen:N". It takes its listener from
 // tini-hot (LISTEN_FDS), or binds :8080 (or $ADDR) when run alone,
-// notifies READY=1 and drains correctly on SIGTERM.
+// notifies READY=1 and drains correctly on SIGTERM. Each request that
+// sleeps is logged when it starts, so that a test or a person can see
+// which process took it.
 package main
 
 import (
@@ -42,6 +44,7 @@ func main() {
 				http.Error(w, "sleep: want seconds from 0 to 3600", http.StatusBadRequest)
 				return
 			}
+			log.Printf("demo: pid %d generation %s: %s started", os.Getpid(), gen, r.URL.RequestURI())
 			time.Sleep(time.Duration(n * float64(time.Second)))
 		}
 		fmt.Fprintf(w, "ospid:%d gen:%s\n", os.Getpid(), gen)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/tini-hot/tini-hot/control"
+	"github.com/tini-hot/tini-hot/upgrade"
 )
 
 // DefaultProbeTimeout bounds probe: a kubelet's exec probe times out
@@ -20,6 +21,7 @@ const DefaultProbeTimeout = 900 * time.Millisecond
 
 // ClientOptions are the flags of a subcommand.
 type ClientOptions struct {
+	Help        bool
 	Timeout     time.Duration // reload, probe, prestop
 	WaitDrained bool          // reload
 	JSON        bool          // status
@@ -27,30 +29,79 @@ type ClientOptions struct {
 	Delay       time.Duration // prestop
 }
 
-// ParseClient reads the flags of cfg.Subcommand from cfg.Command (and a
-// --control given there into cfg.Control).
-func ParseClient(cfg *Config) (ClientOptions, error) {
-	var o ClientOptions
+// subcommandHelp is what each subcommand does, for its --help.
+var subcommandHelp = map[string]string{
+	"reload": `Usage: tini-hot [--control PATH] reload [--timeout D] [--wait-drained]
+
+Start a new generation of the application on the held sockets, wait until it
+is ready, then drain the old one. Prints "generation N serving" and exits 0
+once the new generation serves (with --wait-drained: once the old one has
+exited too); exits 1 with the reason when the new generation failed (it is
+killed; the old one keeps serving) or the reload was refused.
+
+A reload during an upgrade joins the next one; a reload while the first
+generation is still starting waits until it is ready (or its --ready-timeout
+has passed). If this command stops waiting (--timeout, Ctrl-C), the reload
+still goes on: see tini-hot status.
+`,
+	"status": `Usage: tini-hot [--control PATH] status [--json]
+
+Print the supervisor's state, the held sockets, the reload counters and every
+generation: number, pid, state, start, time to ready and how it ended.
+`,
+	"probe": `Usage: tini-hot [--control PATH] probe [--liveness] [--timeout D]
+
+Readiness probe: exits 0 while a ready generation serves and no termination
+has been announced (prestop or SIGTERM), 1 with the reason otherwise. During
+an upgrade the old generation serves, so the probe passes. With --liveness
+it only checks that the supervisor answers.
+`,
+	"prestop": `Usage: tini-hot [--control PATH] prestop [--delay D]
+
+preStop hook: tell the supervisor that termination is coming (probe fails
+from now on, reloads are refused, the application keeps serving), then wait
+D while endpoints are removed; no sleep binary needed. It waits D even when
+the supervisor could not be told (exit 1 then).
+`,
+}
+
+// clientFlags is the flag set of subcommand sub, writing to o and
+// cfg.Control.
+func clientFlags(cfg *Config, o *ClientOptions) *pflag.FlagSet {
 	fs := pflag.NewFlagSet("tini-hot "+cfg.Subcommand, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	fs.StringVar(&cfg.Control, "control", cfg.Control, "control socket path")
+	fs.Usage = func() {}
+	fs.BoolVarP(&o.Help, "help", "h", false, "show this help and exit")
+	fs.StringVar(&cfg.Control, "control", cfg.Control, "control socket `PATH` [TINI_HOT_CONTROL]")
 	switch cfg.Subcommand {
 	case "reload":
-		fs.DurationVar(&o.Timeout, "timeout", 0, "give up after D (default: wait for the answer)")
-		fs.BoolVar(&o.WaitDrained, "wait-drained", false, "answer once the old generation has exited")
+		fs.DurationVar(&o.Timeout, "timeout", 0, "stop waiting for the answer after `D` (the reload goes on); 0 waits until the upgrade has succeeded or failed, which takes at most --ready-timeout once it has started")
+		fs.BoolVar(&o.WaitDrained, "wait-drained", false, "answer once the old generation has exited, not only once the new one serves")
 	case "status":
 		fs.BoolVar(&o.JSON, "json", false, "print the status as JSON")
 	case "probe":
-		fs.DurationVar(&o.Timeout, "timeout", DefaultProbeTimeout, "fail when there is no answer after D")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultProbeTimeout, "fail when there is no answer after `D`; 0 waits as long as it takes")
 		fs.BoolVar(&o.Liveness, "liveness", false, "only check that the supervisor answers")
 	case "prestop":
-		fs.DurationVar(&o.Delay, "delay", 0, "wait D after telling the supervisor, while endpoints are removed")
-		fs.DurationVar(&o.Timeout, "timeout", DefaultProbeTimeout, "give up telling the supervisor after D")
-	default:
+		fs.DurationVar(&o.Delay, "delay", 0, "wait `D` after telling the supervisor, while endpoints are removed")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultProbeTimeout, "give up telling the supervisor after `D`; 0 waits as long as it takes")
+	}
+	return fs
+}
+
+// ParseClient reads the flags of cfg.Subcommand from cfg.Args (and a
+// --control given there into cfg.Control).
+func ParseClient(cfg *Config) (ClientOptions, error) {
+	var o ClientOptions
+	if _, ok := subcommandHelp[cfg.Subcommand]; !ok {
 		return o, fmt.Errorf("unknown subcommand %q", cfg.Subcommand)
 	}
-	if err := fs.Parse(cfg.Command); err != nil {
+	fs := clientFlags(cfg, &o)
+	if err := fs.Parse(cfg.Args); err != nil {
 		return o, err
+	}
+	if o.Help {
+		return o, nil
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -59,6 +110,17 @@ func ParseClient(cfg *Config) (ClientOptions, error) {
 		return o, errors.New("durations must not be negative")
 	}
 	return o, nil
+}
+
+// ClientUsage is the --help text of subcommand sub.
+func ClientUsage(sub string) string {
+	var b strings.Builder
+	b.WriteString(subcommandHelp[sub])
+	b.WriteString("\nFlags:\n")
+	cfg := &Config{Subcommand: sub, Control: DefaultControl}
+	clientFlags(cfg, &ClientOptions{}).VisitAll(func(f *pflag.Flag) { writeFlag(&b, f, false) })
+	b.WriteString("\nExit status: 0 done, 1 failed (one line on stderr), 2 usage error.\n")
+	return b.String()
 }
 
 // ParseClientLine parses the arguments of a subcommand's whole command
@@ -80,15 +142,18 @@ func ParseClientLine(args []string) (*Config, ClientOptions, error) {
 func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 	sub := cfg.Subcommand
 	o, err := ParseClient(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "tini-hot %s: %v (see tini-hot --help)\n", sub, err)
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "tini-hot %s: %v (see tini-hot %s --help)\n", sub, err, sub)
 		return ExitUsage
+	case o.Help:
+		fmt.Fprint(stdout, ClientUsage(sub))
+		return 0
 	}
-	timeout := o.Timeout
 	ctx := context.Background()
-	if timeout > 0 {
+	if o.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, timeout)
+		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
 	req := control.Request{Op: sub, WaitDrained: o.WaitDrained, Liveness: o.Liveness}
@@ -98,9 +163,16 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 		// what lets endpoints be removed before SIGTERM.
 		time.Sleep(o.Delay)
 	}
+	var timeout *control.TimeoutError
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		fmt.Fprintf(stderr, "tini-hot %s: timed out after %v\n", sub, timeout)
+	case errors.As(err, &timeout) && timeout.Sent && sub == "reload":
+		fmt.Fprintf(stderr, "tini-hot reload: no answer within %v; the reload goes on (see tini-hot status)\n", o.Timeout)
+		return ExitFailure
+	case errors.As(err, &timeout):
+		fmt.Fprintf(stderr, "tini-hot %s: no answer within %v\n", sub, o.Timeout)
+		return ExitFailure
+	case errors.Is(err, control.ErrNotRunning):
+		fmt.Fprintf(stderr, "tini-hot %s: %v: is tini-hot running? set --control or TINI_HOT_CONTROL\n", sub, err)
 		return ExitFailure
 	case err != nil:
 		fmt.Fprintf(stderr, "tini-hot %s: %v\n", sub, err)
@@ -112,11 +184,18 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 	switch {
 	case sub == "reload":
 		fmt.Fprintf(stdout, "generation %d serving\n", resp.Generation)
-	case sub == "status" && o.JSON:
-		b, _ := json.MarshalIndent(resp.Status, "", "  ") // a Status always marshals
-		fmt.Fprintln(stdout, string(b))
 	case sub == "status":
-		printStatus(stdout, resp.Status)
+		var st upgrade.Status
+		if err := json.Unmarshal(resp.Status, &st); err != nil {
+			fmt.Fprintf(stderr, "tini-hot status: bad answer: %v\n", err)
+			return ExitFailure
+		}
+		if !o.JSON {
+			printStatus(stdout, &st)
+			break
+		}
+		b, _ := json.MarshalIndent(st, "", "  ") // a Status always marshals
+		fmt.Fprintln(stdout, string(b))
 	case sub == "probe" && o.Liveness:
 		fmt.Fprintln(stdout, "alive")
 	case sub == "probe":
@@ -125,10 +204,13 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printStatus(w io.Writer, st *control.Status) {
+func printStatus(w io.Writer, st *upgrade.Status) {
 	r := st.Reloads
 	fmt.Fprintf(w, "tini-hot pid %d, %s; reloads: %d requested, %d coalesced, %d succeeded, %d failed\n",
 		st.Pid, st.State, r.Requested, r.Coalesced, r.Succeeded, r.Failed)
+	if q := st.Queued; q != nil {
+		fmt.Fprintf(w, "queued upgrade (%d waiting): %s\n", q.Waiters, q.Reason)
+	}
 	for _, l := range st.Listeners {
 		fmt.Fprintf(w, "listener %s %s\n", l.Name, l.Address)
 	}

@@ -1,5 +1,5 @@
 // Package cli is tini-hot's command line: flags and their environment
-// variables, the help text, and the client subcommands (reload, status,
+// variables, the help texts, and the client subcommands (reload, status,
 // probe, prestop).
 package cli
 
@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/tini-hot/tini-hot/internal/listen"
 	"github.com/tini-hot/tini-hot/reaper"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
@@ -24,34 +26,24 @@ const (
 	ExitUsage   = 2
 )
 
-// Config is a parsed command line.
+// Config is a parsed command line. The supervisor's flags fill
+// Supervisor directly; it is validated by upgrade.Options.Validate.
 type Config struct {
 	Flags *pflag.FlagSet
 
 	Help         bool
 	Version      bool
 	Subreaper    bool
-	Group        bool
-	WarnOnReap   bool
 	Verbosity    int
 	Remap        exitCodes
 	PdeathSignal unix.Signal
-	KillTimeout  time.Duration
-	Command      []string
-
-	Listen        []upgrade.ListenSpec
-	Ready         upgrade.Readiness
-	ReadyTimeout  time.Duration
-	DrainSignal   unix.Signal
-	DrainTimeout  time.Duration
-	ReloadSignal  unix.Signal
-	MaxDraining   int
-	GracePeriod   time.Duration
-	ShutdownDelay time.Duration
-	Control       string
-	// Subcommand is reload, status, probe or prestop, its arguments in
-	// Command; "" supervises Command.
+	Listen       []listen.Spec
+	Control      string
+	Supervisor   upgrade.Options
+	// Subcommand is reload, status, probe or prestop, with its arguments
+	// in Args; "" supervises Supervisor.Command.
 	Subcommand string
+	Args       []string
 }
 
 // DefaultControl is the control socket's path when neither --control nor
@@ -62,51 +54,50 @@ const DefaultControl = "/run/tini-hot.sock"
 // --kill-timeout is TINI_HOT_KILL_TIMEOUT.
 const envPrefix = "TINI_HOT_"
 
-// Parse reads the command line, after the environment: every flag may
-// also come from TINI_HOT_<FLAG>, and tini's TINI_SUBREAPER,
-// TINI_KILL_PROCESS_GROUP and TINI_VERBOSITY are honoured. The command
-// line wins over the environment.
+// subcommands are the first words that are not a command to supervise.
+var subcommands = []string{"reload", "status", "probe", "prestop"}
+
+// Parse reads the command line, then the environment for the flags the
+// command line did not set: every flag may also come from
+// TINI_HOT_<FLAG>, and tini's TINI_SUBREAPER, TINI_KILL_PROCESS_GROUP and
+// TINI_VERBOSITY are honoured. The command line wins, so a bad variable
+// for a flag given on the command line is never read. A subcommand reads
+// only TINI_HOT_CONTROL.
 func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	cfg := &Config{Remap: exitCodes{}}
+	o := &cfg.Supervisor
 	fs := pflag.NewFlagSet("tini-hot", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
 	fs.Usage = func() {}
 	fs.SetOutput(io.Discard) // errors are printed by run, in one line
 	cfg.Flags = fs
 
-	var pdeath signalValue
-	drain := signalValue{sig: upgrade.DefaultDrainSignal}
-	reload := signalValue{sig: upgrade.DefaultReloadSignal, allowNone: true}
-	ready := readyValue{r: upgrade.DefaultReadiness}
-	listen := listenValue{specs: &cfg.Listen}
+	o.KillTimeout, o.ReadyTimeout, o.DrainTimeout, o.GracePeriod = upgrade.DefaultKillTimeout, upgrade.DefaultReadyTimeout, upgrade.DefaultDrainTimeout, upgrade.DefaultGracePeriod
+	o.DrainSignal, o.ReloadSignal, o.Ready, o.MaxDraining = upgrade.DefaultDrainSignal, upgrade.DefaultReloadSignal, upgrade.DefaultReadiness, upgrade.DefaultMaxDraining
 	fs.BoolVarP(&cfg.Help, "help", "h", false, "show this help and exit")
 	fs.BoolVar(&cfg.Version, "version", false, "print the version and exit")
 	fs.BoolVarP(&cfg.Subreaper, "subreaper", "s", false, "register as a child subreaper (always done when not PID 1; accepted for tini compatibility)")
-	fs.BoolVarP(&cfg.Group, "process-group", "g", false, "forward signals to the child's process group, not just the child")
-	fs.BoolVarP(&cfg.WarnOnReap, "warn-on-reap", "w", false, "log a warning for every reaped orphan")
+	fs.BoolVarP(&o.SignalGroup, "process-group", "g", false, "forward signals to the child's process group, not just the child")
+	fs.BoolVarP(&o.WarnOnReap, "warn-on-reap", "w", false, "log a warning for every reaped orphan")
 	fs.CountVarP(&cfg.Verbosity, "verbose", "v", "more output; repeat up to 3 times (default level 1: warnings)")
 	fs.VarP(cfg.Remap, "remap-exit", "e", "exit 0 when the child exits with `CODE` (0-255; repeatable)")
-	fs.VarP(&pdeath, "pdeath-signal", "p", "send tini-hot `SIGNAL` when its parent dies, e.g. SIGKILL")
-	fs.DurationVar(&cfg.KillTimeout, "kill-timeout", upgrade.DefaultKillTimeout, "after the child exits, time from SIGTERM to SIGKILL for processes it left")
-	fs.VarP(&listen, "listen", "l", "bind `[NAME=]URL` and hand it to every generation (tcp://, tcp4://, tcp6://, udp://, unix://; repeatable)")
-	fs.Var(&ready, "ready", "when a new generation is ready: notify, delay:DURATION or exec:COMMAND")
-	fs.DurationVar(&cfg.ReadyTimeout, "ready-timeout", upgrade.DefaultReadyTimeout, "a new generation not ready in time is killed and the reload fails")
-	fs.Var(&drain, "drain-signal", "`SIGNAL` that tells an old generation to finish its requests and exit")
-	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", upgrade.DefaultDrainTimeout, "an old generation still alive after this is killed, whole process tree")
-	fs.Var(&reload, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")
-	fs.IntVar(&cfg.MaxDraining, "max-draining", upgrade.DefaultMaxDraining, "reloads are refused while this many old generations still drain")
-	fs.DurationVar(&cfg.GracePeriod, "grace-period", upgrade.DefaultGracePeriod, "after SIGTERM (or a prestop just before it), processes still alive get SIGKILL shortly before `D` has passed, so tini-hot exits first; set it to terminationGracePeriodSeconds")
-	fs.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving for `D`, not ready, before draining")
+	fs.VarP(&signalValue{sig: &cfg.PdeathSignal}, "pdeath-signal", "p", "send tini-hot `SIGNAL` when its parent dies, e.g. SIGKILL")
+	fs.Var(positive(&o.KillTimeout), "kill-timeout", "after the child exits, time from SIGTERM to SIGKILL for processes it left")
+	fs.VarP(&listenValue{specs: &cfg.Listen}, "listen", "l", "bind `[NAME=]URL` and hand it to every generation (tcp://, tcp4://, tcp6://, udp://, unix://; repeatable)")
+	fs.Var(&readyValue{r: &o.Ready}, "ready", "when a new generation is ready: notify, delay:DURATION or exec:COMMAND")
+	fs.Var(positive(&o.ReadyTimeout), "ready-timeout", "a new generation not ready in time is killed and the reload fails")
+	fs.Var(&signalValue{sig: &o.DrainSignal}, "drain-signal", "`SIGNAL` that tells an old generation to finish its requests and exit")
+	fs.Var(positive(&o.DrainTimeout), "drain-timeout", "an old generation still alive after this is killed, whole process tree")
+	fs.Var(&signalValue{sig: &o.ReloadSignal, allowNone: true}, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")
+	fs.Var(&countValue{n: &o.MaxDraining}, "max-draining", "reloads are refused while this many old generations still drain")
+	fs.Var(positive(&o.GracePeriod), "grace-period", "after SIGTERM (or a prestop just before it), processes still alive get SIGKILL shortly before `D` has passed, so tini-hot exits first; set it to terminationGracePeriodSeconds")
+	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving for `D`, not ready, before draining")
 	fs.StringVar(&cfg.Control, "control", DefaultControl, "control socket `PATH` (reload, status, probe, prestop)")
 	cfg.Verbosity = 1
 
-	if err := applyEnv(fs, lookupEnv); err != nil {
-		return nil, err
-	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	cfg.PdeathSignal, cfg.DrainSignal, cfg.ReloadSignal, cfg.Ready = pdeath.sig, drain.sig, reload.sig, ready.r
 	if cfg.Help || cfg.Version {
 		return cfg, nil
 	}
@@ -114,39 +105,36 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	if len(rest) > 0 && fs.ArgsLenAtDash() != 0 {
 		// A subcommand is recognised only before "--": `tini-hot --
 		// version` runs a program named version.
-		switch rest[0] {
-		case "version":
+		switch {
+		case rest[0] == "version":
 			cfg.Version = true
 			return cfg, nil
-		case "reload", "status", "probe", "prestop":
-			cfg.Subcommand = rest[0]
-			cfg.Command = rest[1:]
-			return cfg, nil
+		case slices.Contains(subcommands, rest[0]):
+			cfg.Subcommand, cfg.Args = rest[0], rest[1:]
+			return cfg, applyEnv(fs, lookupEnv, func(name string) bool { return name == "control" })
 		}
+	}
+	if err := applyEnv(fs, lookupEnv, func(name string) bool { return name != "help" && name != "version" }); err != nil {
+		return nil, err
 	}
 	if len(rest) == 0 {
 		return nil, errors.New("no command given: usage is tini-hot [flags] -- COMMAND [ARG...]")
 	}
-	for name, d := range map[string]time.Duration{"kill-timeout": cfg.KillTimeout, "ready-timeout": cfg.ReadyTimeout, "drain-timeout": cfg.DrainTimeout, "grace-period": cfg.GracePeriod} {
-		if d <= 0 {
-			return nil, fmt.Errorf("--%s %v: must be positive", name, d)
-		}
+	o.Command = rest
+	if err := o.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.ShutdownDelay < 0 || cfg.ShutdownDelay >= cfg.GracePeriod {
-		return nil, fmt.Errorf("--shutdown-delay %v: must be at least 0 and less than --grace-period %v", cfg.ShutdownDelay, cfg.GracePeriod)
-	}
-	if cfg.MaxDraining < 1 {
-		return nil, fmt.Errorf("--max-draining %d: must be at least 1", cfg.MaxDraining)
-	}
-	cfg.Command = rest
 	return cfg, nil
 }
 
-// applyEnv sets flags from the environment.
-func applyEnv(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
+// applyEnv sets the flags that wanted says apply and the command line
+// did not set from their environment variables.
+func applyEnv(fs *pflag.FlagSet, lookupEnv func(string) (string, bool), wanted func(name string) bool) error {
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *pflag.Flag) { onCommandLine[f.Name] = true })
 	var err error
 	set := func(name, key, value string) {
-		if err != nil {
+		if err != nil || onCommandLine[name] || !wanted(name) {
 			return
 		}
 		if e := fs.Set(name, value); e != nil {
@@ -154,6 +142,7 @@ func applyEnv(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
 		}
 	}
 	// tini's variables: present means on (tini tests only for presence).
+	// Ours come after, so they win.
 	if _, ok := lookupEnv("TINI_SUBREAPER"); ok {
 		set("subreaper", "TINI_SUBREAPER", "true")
 	}
@@ -165,7 +154,7 @@ func applyEnv(fs *pflag.FlagSet, lookupEnv func(string) (string, bool)) error {
 	}
 	fs.VisitAll(func(f *pflag.Flag) {
 		key := envName(f.Name)
-		if v, ok := lookupEnv(key); ok && f.Name != "help" && f.Name != "version" {
+		if v, ok := lookupEnv(key); ok {
 			set(f.Name, key, v)
 		}
 	})
@@ -192,27 +181,13 @@ every zombie, forwards signals and exits with the child's status (128+N when
 the child died of signal N). It binds the -l sockets itself, hands them to the
 application (systemd socket activation) and on the reload signal or
 ` + "`tini-hot reload`" + ` starts a new generation on them, waits until it is ready,
-then drains the old one.
+then drains the old one. Each subcommand has its own --help.
 
-Flags (each also from the environment variable in brackets):
+Flags (each also from the environment variable in brackets; the command line
+wins):
 `)
 	fs.VisitAll(func(f *pflag.Flag) {
-		name := "--" + f.Name
-		if f.Shorthand != "" {
-			name = "-" + f.Shorthand + ", " + name
-		}
-		varname, text := pflag.UnquoteUsage(f)
-		if varname != "" && f.Value.Type() != "bool" && f.Value.Type() != "count" {
-			name += " " + varname
-		}
-		fmt.Fprintf(&b, "  %-28s %s", name, text)
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
-			fmt.Fprintf(&b, " (default %s)", f.DefValue)
-		}
-		if f.Name != "help" && f.Name != "version" {
-			fmt.Fprintf(&b, " [%s]", envName(f.Name))
-		}
-		b.WriteString("\n")
+		writeFlag(&b, f, f.Name != "help" && f.Name != "version")
 	})
 	b.WriteString(`
 Also read: TINI_SUBREAPER, TINI_KILL_PROCESS_GROUP, TINI_VERBOSITY (as tini).
@@ -221,6 +196,27 @@ Exit status: the child's; 2 usage error; 1 tini-hot failed to start it;
 Subcommands: 0 done (probe: ready), 1 failed or not ready (one line), 2 usage.
 `)
 	return b.String()
+}
+
+// writeFlag writes one line of help for f, with its environment
+// variable when withEnv.
+func writeFlag(b *strings.Builder, f *pflag.Flag, withEnv bool) {
+	name := "--" + f.Name
+	if f.Shorthand != "" {
+		name = "-" + f.Shorthand + ", " + name
+	}
+	varname, text := pflag.UnquoteUsage(f)
+	if varname != "" && f.Value.Type() != "bool" && f.Value.Type() != "count" {
+		name += " " + varname
+	}
+	fmt.Fprintf(b, "  %-28s %s", name, text)
+	if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+		fmt.Fprintf(b, " (default %s)", f.DefValue)
+	}
+	if withEnv {
+		fmt.Fprintf(b, " [%s]", envName(f.Name))
+	}
+	b.WriteString("\n")
 }
 
 // exitCodes is the set of -e codes remapped to 0.
@@ -264,44 +260,81 @@ func (e exitCodes) Type() string { return "CODE" }
 // signalValue is a flag holding a signal; with allowNone, "none" is
 // upgrade.NoReloadSignal.
 type signalValue struct {
-	sig       unix.Signal
+	sig       *unix.Signal
 	allowNone bool
 }
 
 func (v *signalValue) Set(s string) error {
 	if v.allowNone && strings.EqualFold(s, "none") {
-		v.sig = upgrade.NoReloadSignal
+		*v.sig = upgrade.NoReloadSignal
 		return nil
 	}
 	sig, err := reaper.ParseSignal(s)
 	if err != nil {
 		return err
 	}
-	v.sig = sig
+	*v.sig = sig
 	return nil
 }
 
 func (v *signalValue) String() string {
-	switch v.sig {
+	switch *v.sig {
 	case 0:
 		return ""
 	case upgrade.NoReloadSignal:
 		return "none"
 	}
-	return reaper.SignalName(v.sig)
+	return reaper.SignalName(*v.sig)
 }
 
 func (v *signalValue) Type() string { return "SIGNAL" }
 
+// durationValue is a duration flag that must be positive: zero would
+// mean "the default" to the supervisor, which is not what a user who
+// types 0s means.
+type durationValue struct{ d *time.Duration }
+
+func positive(d *time.Duration) *durationValue { return &durationValue{d} }
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 30s or 1m: %w", err)
+	}
+	if d <= 0 {
+		return errors.New("must be positive")
+	}
+	*v.d = d
+	return nil
+}
+
+func (v *durationValue) String() string { return v.d.String() }
+func (v *durationValue) Type() string   { return "D" }
+
+// countValue is an integer flag that must be at least 1.
+type countValue struct{ n *int }
+
+func (v *countValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return fmt.Errorf("%q: want a whole number, at least 1", s)
+	}
+	*v.n = n
+	return nil
+}
+
+func (v *countValue) String() string { return strconv.Itoa(*v.n) }
+func (v *countValue) Type() string   { return "N" }
+
 // readyValue is the --ready flag.
-type readyValue struct{ r upgrade.Readiness }
+type readyValue struct{ r *upgrade.Readiness }
 
 func (v *readyValue) Set(s string) error {
 	r, err := upgrade.ParseReadiness(s)
 	if err != nil {
 		return err
 	}
-	v.r = r
+	*v.r = r
 	return nil
 }
 
@@ -309,13 +342,13 @@ func (v *readyValue) String() string { return v.r.String() }
 func (v *readyValue) Type() string   { return "MODE" }
 
 // listenValue is the repeatable -l flag.
-type listenValue struct{ specs *[]upgrade.ListenSpec }
+type listenValue struct{ specs *[]listen.Spec }
 
 // Set takes one value, or several separated by commas (for
 // TINI_HOT_LISTEN).
 func (v *listenValue) Set(s string) error {
 	for _, part := range strings.Split(s, ",") {
-		spec, err := upgrade.ParseListen(strings.TrimSpace(part))
+		spec, err := listen.Parse(strings.TrimSpace(part))
 		if err != nil {
 			return err
 		}

@@ -17,24 +17,24 @@ func TestParse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Subreaper || !cfg.Group || cfg.Verbosity != 3 || cfg.PdeathSignal != unix.SIGKILL || cfg.KillTimeout != 2*time.Second {
+	if !cfg.Subreaper || !cfg.Supervisor.SignalGroup || cfg.Verbosity != 3 || cfg.PdeathSignal != unix.SIGKILL || cfg.Supervisor.KillTimeout != 2*time.Second {
 		t.Errorf("flags not parsed: %+v", cfg)
 	}
 	if cfg.Remap.String() != "7,9,10" {
 		t.Errorf("remap = %s", cfg.Remap)
 	}
-	if strings.Join(cfg.Command, " ") != "app -x" {
-		t.Errorf("command = %q", cfg.Command)
+	if strings.Join(cfg.Supervisor.Command, " ") != "app -x" {
+		t.Errorf("command = %q", cfg.Supervisor.Command)
 	}
 }
 
 func TestParseCommandWithoutDash(t *testing.T) {
 	cfg, err := Parse([]string{"-g", "app", "-g"}, env(nil))
-	if err != nil || strings.Join(cfg.Command, " ") != "app -g" {
+	if err != nil || strings.Join(cfg.Supervisor.Command, " ") != "app -g" {
 		t.Fatalf("parse = %+v, %v; want the command app -g", cfg, err)
 	}
 	cfg, err = Parse([]string{"--", "version"}, env(nil))
-	if err != nil || cfg.Version || strings.Join(cfg.Command, " ") != "version" {
+	if err != nil || cfg.Version || strings.Join(cfg.Supervisor.Command, " ") != "version" {
 		t.Fatalf("-- version: %+v, %v; want the command version", cfg, err)
 	}
 	cfg, err = Parse([]string{"version"}, env(nil))
@@ -51,12 +51,12 @@ func TestParseEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Subreaper || !cfg.Group || cfg.Verbosity != 0 || cfg.KillTimeout != 3*time.Second || !cfg.Remap[4] {
+	if !cfg.Subreaper || !cfg.Supervisor.SignalGroup || cfg.Verbosity != 0 || cfg.Supervisor.KillTimeout != 3*time.Second || !cfg.Remap[4] {
 		t.Errorf("environment not applied: %+v", cfg)
 	}
 	// The command line wins.
 	cfg, err = Parse([]string{"--kill-timeout", "1s", "app"}, env(map[string]string{"TINI_HOT_KILL_TIMEOUT": "3s"}))
-	if err != nil || cfg.KillTimeout != time.Second {
+	if err != nil || cfg.Supervisor.KillTimeout != time.Second {
 		t.Errorf("command line did not win: %+v, %v", cfg, err)
 	}
 }
@@ -113,7 +113,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		if cfg.Subcommand == "" {
-			if len(cfg.Command) == 0 || cfg.GracePeriod <= 0 || cfg.ShutdownDelay < 0 || cfg.ShutdownDelay >= cfg.GracePeriod {
+			if len(cfg.Supervisor.Command) == 0 || cfg.Supervisor.GracePeriod <= 0 || cfg.Supervisor.ShutdownDelay < 0 || cfg.Supervisor.ShutdownDelay >= cfg.Supervisor.GracePeriod {
 				t.Fatalf("accepted %+v", cfg)
 			}
 			return
@@ -126,11 +126,11 @@ func FuzzParse(f *testing.F) {
 
 func TestParseTermination(t *testing.T) {
 	cfg, err := Parse([]string{"--shutdown-delay", "5s", "app"}, env(map[string]string{"TINI_HOT_GRACE_PERIOD": "45s"}))
-	if err != nil || cfg.GracePeriod != 45*time.Second || cfg.ShutdownDelay != 5*time.Second {
+	if err != nil || cfg.Supervisor.GracePeriod != 45*time.Second || cfg.Supervisor.ShutdownDelay != 5*time.Second {
 		t.Fatalf("Parse = %+v, %v", cfg, err)
 	}
 	cfg, err = Parse([]string{"app"}, env(nil))
-	if err != nil || cfg.GracePeriod != 30*time.Second || cfg.ShutdownDelay != 0 {
+	if err != nil || cfg.Supervisor.GracePeriod != 30*time.Second || cfg.Supervisor.ShutdownDelay != 0 {
 		t.Fatalf("defaults: %+v, %v; want 30s and 0", cfg, err)
 	}
 	for _, args := range [][]string{
@@ -144,7 +144,7 @@ func TestParseTermination(t *testing.T) {
 	}
 	for _, sub := range []string{"probe", "prestop", "reload", "status"} {
 		cfg, err := Parse([]string{sub, "--x"}, env(nil))
-		if err != nil || cfg.Subcommand != sub || strings.Join(cfg.Command, " ") != "--x" {
+		if err != nil || cfg.Subcommand != sub || strings.Join(cfg.Args, " ") != "--x" {
 			t.Errorf("Parse(%s) = %+v, %v", sub, cfg, err)
 		}
 	}
@@ -162,5 +162,66 @@ func TestParseClientLine(t *testing.T) {
 		if _, _, err := ParseClientLine(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// TestParseEnvPrecedence: a variable for a flag given on the command line
+// is never read, even when it is invalid; a subcommand reads only
+// TINI_HOT_CONTROL.
+func TestParseEnvPrecedence(t *testing.T) {
+	bad := env(map[string]string{"TINI_HOT_GRACE_PERIOD": "30", "TINI_HOT_LISTEN": "http://:80", "TINI_HOT_CONTROL": "/tmp/x.sock"})
+	cfg, err := Parse([]string{"--grace-period", "40s", "-l", "tcp://:8080", "app"}, bad)
+	if err != nil || cfg.Supervisor.GracePeriod != 40*time.Second || len(cfg.Listen) != 1 || cfg.Control != "/tmp/x.sock" {
+		t.Fatalf("flags on the command line with bad variables: %+v, %v", cfg, err)
+	}
+	for _, sub := range []string{"reload", "status", "probe", "prestop"} {
+		cfg, err := Parse([]string{sub}, bad)
+		if err != nil || cfg.Control != "/tmp/x.sock" {
+			t.Errorf("%s with bad supervisor variables: %+v, %v", sub, cfg, err)
+		}
+	}
+	if _, err := Parse([]string{"app"}, bad); err == nil || !strings.Contains(err.Error(), "TINI_HOT_") {
+		t.Errorf("supervising with bad variables: %v, want an error naming one", err)
+	}
+	cfg, err = Parse([]string{"-v", "app"}, env(map[string]string{"TINI_VERBOSITY": "3"}))
+	if err != nil || cfg.Verbosity != 2 {
+		t.Errorf("-v with TINI_VERBOSITY=3: verbosity %d, %v; want 2", cfg.Verbosity, err)
+	}
+}
+
+// TestSubcommandHelp: every subcommand has its own help, exits 0, and
+// tells what --timeout 0 means where it has one.
+func TestSubcommandHelp(t *testing.T) {
+	for _, sub := range []string{"reload", "status", "probe", "prestop"} {
+		var out, errs strings.Builder
+		cfg, err := Parse([]string{sub, "--help"}, env(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := RunClient(cfg, &out, &errs); code != 0 || errs.Len() != 0 || !strings.HasPrefix(out.String(), "Usage: tini-hot [--control PATH] "+sub) {
+			t.Errorf("%s --help: status %d, stderr %q, stdout %q", sub, code, errs.String(), out.String())
+		}
+		if sub != "status" && !strings.Contains(out.String(), "--timeout D") {
+			t.Errorf("%s --help does not explain --timeout:\n%s", sub, out.String())
+		}
+	}
+	if !strings.Contains(ClientUsage("reload"), "0 waits until the upgrade has succeeded or failed") {
+		t.Errorf("reload --help does not say what --timeout 0 means")
+	}
+}
+
+// TestClientNotRunning: a missing control socket is one line naming the
+// path and the way to set it.
+func TestClientNotRunning(t *testing.T) {
+	path := t.TempDir() + "/none.sock"
+	cfg, err := Parse([]string{"--control", path, "status"}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errs strings.Builder
+	code := RunClient(cfg, &out, &errs)
+	want := "tini-hot status: control socket " + path + ": no such file or directory: is tini-hot running? set --control or TINI_HOT_CONTROL\n"
+	if code != ExitFailure || errs.String() != want {
+		t.Errorf("status without a supervisor: %d %q; want 1 %q", code, errs.String(), want)
 	}
 }

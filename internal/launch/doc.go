@@ -4,9 +4,11 @@
 // trampoline): the forked child runs /proc/self/exe with a private first
 // argument, and there, with its own pid known, it
 //
-//   - resets every signal to its default disposition and empties the signal
-//     mask, so nothing tini-hot's parent or the Go runtime ignored or
-//     blocked leaks into the application;
+//   - gives the application the signal state tini-hot was started with, as
+//     far as it could be known ([CaptureSignals]): the inherited ignores
+//     and blocks are restored, every other signal gets its default
+//     disposition and is unblocked, so nothing the Go runtime or
+//     tini-hot itself set up leaks into the application;
 //   - marks every fd after 2 and the files handed on purpose close-on-exec,
 //     so fds tini-hot inherited from its own parent do not leak;
 //   - sets LISTEN_PID to its own pid when LISTEN_FDS is set (the systemd

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,6 +38,10 @@ type Spec struct {
 	// Foreground makes the process group the terminal's foreground group
 	// when stdin is a terminal.
 	Foreground bool
+	// Signals is the signal state the command starts with: the ignores
+	// and blocks tini-hot inherited (see [CaptureSignals]); every other
+	// signal has its default disposition and is unblocked.
+	Signals SignalState
 }
 
 // Start forks the trampoline for spec and returns its pid, which stays the
@@ -56,7 +59,7 @@ func Start(spec Spec) (int, error) {
 	for _, fd := range spec.Fds {
 		fds = append(fds, uintptr(fd))
 	}
-	argv := append([]string{os.Args[0], helperArg, strconv.Itoa(len(spec.Fds))}, spec.Argv...)
+	argv := append([]string{os.Args[0], helperArg, strconv.Itoa(len(spec.Fds)), spec.Signals.String()}, spec.Argv...)
 	attr := &syscall.ProcAttr{
 		Env:   spec.Env,
 		Files: fds,
@@ -87,7 +90,7 @@ func isTerminal(fd int) bool {
 // Main runs the trampoline and never returns when argv[1] asks for it;
 // otherwise it returns at once.
 func Main() {
-	if len(os.Args) < 4 || os.Args[1] != helperArg {
+	if len(os.Args) < 5 || os.Args[1] != helperArg {
 		return
 	}
 	nfiles, err := strconv.Atoi(os.Args[2])
@@ -95,16 +98,21 @@ func Main() {
 		fmt.Fprintf(os.Stderr, "tini-hot: %s: bad file count %q\n", helperArg, os.Args[2])
 		os.Exit(126)
 	}
-	os.Exit(execCommand(nfiles, os.Args[3:]))
+	sigs, err := parseSignalState(os.Args[3])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "tini-hot: %s: %v\n", helperArg, err)
+		os.Exit(126)
+	}
+	os.Exit(execCommand(nfiles, sigs, os.Args[4:]))
 }
 
 // execCommand replaces the process with argv, which keeps fds 0-2 and the
 // len(Fds) fds after them, and returns an exit status only when that fails.
-func execCommand(nfiles int, argv []string) int {
+func execCommand(nfiles int, sigs SignalState, argv []string) int {
 	// The signal mask and the exec belong to one thread.
 	runtime.LockOSThread()
-	if err := resetSignals(); err != nil {
-		fmt.Fprintf(os.Stderr, "tini-hot: exec %s: reset signals: %v\n", argv[0], err)
+	if err := sigs.apply(); err != nil {
+		fmt.Fprintf(os.Stderr, "tini-hot: exec %s: set signals: %v\n", argv[0], err)
 		return 126
 	}
 	if err := closeOnExecFrom(ListenFdsStart + nfiles); err != nil {
@@ -175,37 +183,4 @@ func closeOnExecFrom(first int) error {
 		}
 	}
 	return nil
-}
-
-// sigaction is the kernel's struct sigaction for rt_sigaction(2) on amd64
-// and arm64.
-type sigaction struct {
-	handler  uintptr
-	flags    uint64
-	restorer uintptr
-	mask     uint64
-}
-
-// sigDfl is SIG_DFL.
-const sigDfl = 0
-
-// resetSignals gives every signal its default disposition and unblocks
-// all signals of the calling thread. Handlers are reset by execve anyway;
-// this matters for ignored signals, which execve keeps.
-func resetSignals() error {
-	act := sigaction{handler: sigDfl}
-	for sig := 1; sig <= 64; sig++ {
-		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
-			continue
-		}
-		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
-			uintptr(unsafe.Pointer(&act)), 0, unsafe.Sizeof(act.mask), 0, 0)
-		if errno != 0 && errno != unix.EINVAL {
-			// EINVAL: a signal number the kernel does not accept here
-			// (32 and 33 under some kernels); it cannot be ignored.
-			return fmt.Errorf("rt_sigaction %d: %w", sig, errno)
-		}
-	}
-	var empty unix.Sigset_t
-	return unix.PthreadSigmask(unix.SIG_SETMASK, &empty, nil)
 }

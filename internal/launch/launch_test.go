@@ -1,6 +1,7 @@
 package launch
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -123,4 +124,59 @@ func TestStartEmpty(t *testing.T) {
 	if _, err := Start(Spec{}); err == nil {
 		t.Fatal("Start with no command succeeded")
 	}
+}
+
+// TestSignalState: the started command gets exactly the ignores and
+// blocks of its Spec, whatever tini-hot itself ignores.
+func TestSignalState(t *testing.T) {
+	want := SignalState{
+		Ignored: 1<<(unix.SIGTTOU-1) | 1<<(unix.SIGINT-1) | 1<<(unix.SIGPIPE-1),
+		Blocked: 1<<(unix.SIGTTIN-1) | 1<<(unix.SIGUSR2-1),
+	}
+	out, ws := run(t, Spec{
+		// No shell: dash empties the signal mask at start.
+		Argv:    []string{"grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"},
+		Env:     []string{"PATH=/usr/bin:/bin"},
+		Signals: want,
+	})
+	if ws.ExitStatus() != 0 {
+		t.Fatalf("status %v, output %q", ws, out)
+	}
+	for _, line := range []string{fmt.Sprintf("SigBlk:\t%016x", want.Blocked), fmt.Sprintf("SigIgn:\t%016x", want.Ignored)} {
+		if !strings.Contains(out, line) {
+			t.Errorf("output lacks %q:\n%s", line, out)
+		}
+	}
+	out, _ = run(t, Spec{Argv: []string{"grep", "-E", "^Sig(Ign|Blk):", "/proc/self/status"}, Env: []string{"PATH=/usr/bin:/bin"}})
+	if !strings.Contains(out, "SigBlk:\t0000000000000000") || !strings.Contains(out, "SigIgn:\t0000000000000000") {
+		t.Errorf("zero SignalState: %q, want nothing ignored or blocked", out)
+	}
+}
+
+func TestParseSignalState(t *testing.T) {
+	s := SignalState{Ignored: 0x200002, Blocked: 1 << 63}
+	if got, err := parseSignalState(s.String()); err != nil || got != s {
+		t.Fatalf("round trip of %v: %v, %v", s, got, err)
+	}
+	for _, bad := range []string{"", "1", "x:1", "1:", ":", "1:2:3", "10000000000000000:0"} {
+		if _, err := parseSignalState(bad); err == nil {
+			t.Errorf("parseSignalState(%q) succeeded", bad)
+		}
+	}
+}
+
+// FuzzParseSignalState: any input gives an error or a state that prints
+// back to itself.
+func FuzzParseSignalState(f *testing.F) {
+	f.Add("200002:100000")
+	f.Add("ffffffffffffffff:0")
+	f.Fuzz(func(t *testing.T, v string) {
+		s, err := parseSignalState(v)
+		if err != nil {
+			return
+		}
+		if back, err := parseSignalState(s.String()); err != nil || back != s {
+			t.Fatalf("%q: %v does not read back: %v, %v", v, s, back, err)
+		}
+	})
 }

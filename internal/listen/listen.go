@@ -1,4 +1,4 @@
-package upgrade
+package listen
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ListenSpec is one parsed -l/--listen value: [NAME=]URL.
-type ListenSpec struct {
-	// Name goes into LISTEN_FDNAMES; DefaultListenName when not given.
+// Spec is one parsed -l/--listen value: [NAME=]URL.
+type Spec struct {
+	// Name goes into LISTEN_FDNAMES; DefaultName when not given.
 	Name string
 	// Network is tcp, tcp4, tcp6, udp, udp4, udp6 or unix.
 	Network string
@@ -25,12 +25,12 @@ type ListenSpec struct {
 	Address string
 }
 
-// DefaultListenName is the LISTEN_FDNAMES entry of an unnamed listener,
+// DefaultName is the LISTEN_FDNAMES entry of an unnamed listener,
 // as systemd writes it.
-const DefaultListenName = "unknown"
+const DefaultName = "unknown"
 
 // String is the URL form of the spec, as given.
-func (s ListenSpec) String() string {
+func (s Spec) String() string {
 	if s.Network == "unix" {
 		return "unix://" + s.Address
 	}
@@ -41,10 +41,10 @@ func (s ListenSpec) String() string {
 // nothing a shell or a log would mangle.
 var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
 
-// ParseListen reads [NAME=]URL: tcp://HOST:PORT, tcp4://..., tcp6://[::]:PORT,
+// Parse reads [NAME=]URL: tcp://HOST:PORT, tcp4://..., tcp6://[::]:PORT,
 // udp://HOST:PORT (also udp4, udp6) or unix:///path/app.sock.
-func ParseListen(s string) (ListenSpec, error) {
-	var spec ListenSpec
+func Parse(s string) (Spec, error) {
+	var spec Spec
 	raw := s
 	if name, rest, ok := strings.Cut(s, "="); ok && !strings.Contains(name, "://") {
 		if !validName.MatchString(name) {
@@ -52,13 +52,20 @@ func ParseListen(s string) (ListenSpec, error) {
 		}
 		spec.Name, raw = name, rest
 	} else {
-		spec.Name = DefaultListenName
+		spec.Name = DefaultName
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return spec, fmt.Errorf("listen %q: %w", s, err)
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+	if u.Opaque != "" {
+		// "unix:app.sock", "tcp:8080": the scheme without "//".
+		if u.Scheme == "unix" {
+			return spec, fmt.Errorf("listen %q: want unix:///absolute/path (three slashes: unix:// and an absolute path)", s)
+		}
+		return spec, fmt.Errorf("listen %q: want %s://HOST:PORT (with \"//\" after the scheme)", s, u.Scheme)
+	}
+	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return spec, fmt.Errorf("listen %q: want SCHEME://ADDRESS without user, query or fragment", s)
 	}
 	spec.Network = u.Scheme
@@ -80,7 +87,7 @@ func ParseListen(s string) (ListenSpec, error) {
 		spec.Address = u.Host
 	case "unix":
 		if u.Host != "" || u.Path == "" {
-			return spec, fmt.Errorf("listen %q: want unix:///absolute/path", s)
+			return spec, fmt.Errorf("listen %q: want unix:///absolute/path (three slashes: unix:// and an absolute path)", s)
 		}
 		spec.Address = u.Path
 	case "":
@@ -103,29 +110,35 @@ func ParseListen(s string) (ListenSpec, error) {
 // next connection, which it takes. Handed over non-blocking, nobody
 // toggles the flag.
 type Listener struct {
-	Spec ListenSpec
+	Spec Spec
 	fd   int
+	addr string
 }
 
 // Fd is the socket's descriptor, close-on-exec.
 func (l *Listener) Fd() int { return l.fd }
 
+// Addr is the address bound, in the spec's URL form: with the port the
+// kernel chose for port 0.
+func (l *Listener) Addr() string { return l.addr }
+
 // Bind binds spec. A stale unix socket file left by an earlier run is
 // replaced; any other file at the path is an error.
-func Bind(spec ListenSpec) (*Listener, error) {
+func Bind(spec Spec) (*Listener, error) {
 	var (
 		conn interface {
 			SyscallConn() (syscall.RawConn, error)
 			Close() error
 		}
-		err error
+		bound net.Addr
+		err   error
 	)
 	lc := net.ListenConfig{}
 	switch spec.Network {
 	case "udp", "udp4", "udp6":
 		var pc net.PacketConn
 		if pc, err = lc.ListenPacket(context.Background(), spec.Network, spec.Address); err == nil {
-			conn = pc.(*net.UDPConn)
+			conn, bound = pc.(*net.UDPConn), pc.LocalAddr()
 		}
 	case "unix":
 		if err = removeStaleSocket(spec.Address); err != nil {
@@ -135,12 +148,12 @@ func Bind(spec ListenSpec) (*Listener, error) {
 		if l, err = lc.Listen(context.Background(), "unix", spec.Address); err == nil {
 			ul := l.(*net.UnixListener)
 			ul.SetUnlinkOnClose(false) // the path stays for the duplicate
-			conn = ul
+			conn, bound = ul, ul.Addr()
 		}
 	default:
 		var l net.Listener
 		if l, err = lc.Listen(context.Background(), spec.Network, spec.Address); err == nil {
-			conn = l.(*net.TCPListener)
+			conn, bound = l.(*net.TCPListener), l.Addr()
 		}
 	}
 	if err != nil {
@@ -163,7 +176,8 @@ func Bind(spec ListenSpec) (*Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: duplicate: %w", spec, err)
 	}
-	return &Listener{Spec: spec, fd: fd}, nil
+	addr := Spec{Network: spec.Network, Address: bound.String()}.String()
+	return &Listener{Spec: spec, fd: fd, addr: addr}, nil
 }
 
 // Close closes the socket and removes a unix socket's file.

@@ -1,4 +1,4 @@
-package upgrade
+package listen
 
 import (
 	"net"
@@ -10,60 +10,76 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestParseListen(t *testing.T) {
-	good := map[string]ListenSpec{
-		"tcp://:8080":               {DefaultListenName, "tcp", ":8080"},
+func TestParse(t *testing.T) {
+	good := map[string]Spec{
+		"tcp://:8080":               {DefaultName, "tcp", ":8080"},
 		"http=tcp://127.0.0.1:80":   {"http", "tcp", "127.0.0.1:80"},
-		"tcp4://0.0.0.0:80":         {DefaultListenName, "tcp4", "0.0.0.0:80"},
-		"tcp6://[::]:8080":          {DefaultListenName, "tcp6", "[::]:8080"},
+		"tcp4://0.0.0.0:80":         {DefaultName, "tcp4", "0.0.0.0:80"},
+		"tcp6://[::]:8080":          {DefaultName, "tcp6", "[::]:8080"},
 		"dns=udp://:5353":           {"dns", "udp", ":5353"},
-		"unix:///run/app.sock":      {DefaultListenName, "unix", "/run/app.sock"},
+		"unix:///run/app.sock":      {DefaultName, "unix", "/run/app.sock"},
 		"sock=unix:///tmp/a=b.sock": {"sock", "unix", "/tmp/a=b.sock"},
-		"tcp://localhost:0":         {DefaultListenName, "tcp", "localhost:0"},
+		"tcp://localhost:0":         {DefaultName, "tcp", "localhost:0"},
 	}
 	for in, want := range good {
-		got, err := ParseListen(in)
+		got, err := Parse(in)
 		if err != nil || got != want {
-			t.Errorf("ParseListen(%q) = %+v, %v; want %+v", in, got, err, want)
+			t.Errorf("Parse(%q) = %+v, %v; want %+v", in, got, err, want)
 		}
 	}
 	bad := []string{"", ":8080", "8080", "tcp://", "tcp://:99999", "tcp://:http", "tcp://:-1", "tcp://host",
 		"http://:80", "unix://", "unix://host/path", "tcp://:80/x", "tcp://u@:80", "tcp://:80?x=1",
 		"a:b=tcp://:80", "=tcp://:80", "tcp://:080"}
 	for _, in := range bad {
-		if got, err := ParseListen(in); err == nil {
-			t.Errorf("ParseListen(%q) = %+v, want an error", in, got)
+		if got, err := Parse(in); err == nil {
+			t.Errorf("Parse(%q) = %+v, want an error", in, got)
 		}
 	}
 }
 
-// FuzzParseListen: a parsed spec is well formed and prints back to a spec
+// FuzzParse: a parsed spec is well formed and prints back to a spec
 // that parses to itself.
-func FuzzParseListen(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, s := range []string{"tcp://:8080", "x=unix:///a", "udp6://[::1]:53", "tcp://[::1%eth0]:1", "a=b=c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		spec, err := ParseListen(s)
+		spec, err := Parse(s)
 		if err != nil {
 			return
 		}
 		if spec.Name == "" || strings.Contains(spec.Name, ":") || spec.Address == "" {
-			t.Fatalf("ParseListen(%q) = %+v", s, spec)
+			t.Fatalf("Parse(%q) = %+v", s, spec)
 		}
-		again, err := ParseListen(spec.Name + "=" + spec.String())
+		again, err := Parse(spec.Name + "=" + spec.String())
 		if err != nil || again != spec {
 			t.Fatalf("round trip of %q: %+v, %v; want %+v", s, again, err, spec)
 		}
 	})
 }
 
+// TestParseListenMessages: a URL without "//" is told so.
+func TestParseListenMessages(t *testing.T) {
+	for in, want := range map[string]string{
+		"unix:relative.sock": "want unix:///absolute/path (three slashes",
+		"unix://rel.sock":    "want unix:///absolute/path (three slashes",
+		"tcp:8080":           `want tcp://HOST:PORT (with "//" after the scheme)`,
+	} {
+		if _, err := Parse(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v, want %q", in, err, want)
+		}
+	}
+}
+
 func TestBindTCPAndUnix(t *testing.T) {
-	l, err := Bind(ListenSpec{Name: "x", Network: "tcp", Address: "127.0.0.1:0"})
+	l, err := Bind(Spec{Name: "x", Network: "tcp", Address: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
+	if a := l.Addr(); !strings.HasPrefix(a, "tcp://127.0.0.1:") || strings.HasSuffix(a, ":0") {
+		t.Errorf("Addr = %q, want the port the kernel chose", a)
+	}
 	// The held socket accepts connections into its backlog.
 	dup, err := unix.Dup(l.Fd())
 	if err != nil {
@@ -86,7 +102,7 @@ func TestBindTCPAndUnix(t *testing.T) {
 	fl.Close()
 
 	path := filepath.Join(t.TempDir(), "app.sock")
-	u, err := Bind(ListenSpec{Name: "u", Network: "unix", Address: path})
+	u, err := Bind(Spec{Name: "u", Network: "unix", Address: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +122,7 @@ func TestBindInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	_, err = Bind(ListenSpec{Network: "tcp", Address: held.Addr().String()})
+	_, err = Bind(Spec{Network: "tcp", Address: held.Addr().String()})
 	if err == nil || !strings.Contains(err.Error(), held.Addr().String()) {
 		t.Fatalf("Bind of a port in use: %v, want an error naming the address", err)
 	}

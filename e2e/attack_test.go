@@ -1,0 +1,432 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/tini-hot/tini-hot/upgrade"
+	"golang.org/x/sys/unix"
+)
+
+// The attacks of issue 8, each run against the built binary: a client
+// that goes away, a reused pid, requests that could wedge the control
+// socket, an upgrade racing the end, a late exit, an older generation cut
+// short, and the signal state the application inherits. Each of these
+// tests fails against d80ca1d (TINI_HOT_E2E_BINARY=/path/to/old/tini-hot).
+
+// th is tini-hot (its path is known once TestMain has built it).
+func th() initBin { return initBin{"tini-hot", tiniHot} }
+
+// waitGen waits until generation n is in state and returns its status.
+func (p *proc) waitGen(n int, state string) upgrade.GenerationStatus {
+	p.t.Helper()
+	return waitFor(p.t, fmt.Sprintf("generation %d %s", n, state), func() (upgrade.GenerationStatus, bool) {
+		g, ok := generation(p.status(), n)
+		return g, ok && g.State == state
+	})
+}
+
+// reloadWithin runs `tini-hot reload args...` and fails the test if it
+// has not returned within d: a reload that hangs is a defect.
+func (p *proc) reloadWithin(d time.Duration, args ...string) (string, int) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, tiniHot, append([]string{"reload", "--control", p.control}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if ctx.Err() != nil {
+		p.t.Fatalf("tini-hot reload %v: no answer within %v", args, d)
+	}
+	return strings.TrimSpace(string(out)), exitCode(err)
+}
+
+// trapUSR1 is an application that dies of any signal it does not trap
+// (SIGPIPE included) and records SIGUSR1 in $OUT.
+const trapUSR1 = `trap 'echo "usr1 $TINI_HOT_GENERATION" >> "$OUT"' USR1; while :; do sleep 0.05; done`
+
+// TestClientGoneKeepsApp (item 1): a reload client that gives up, by
+// --timeout or Ctrl-C, or a kill -PIPE of tini-hot, never makes a signal
+// reach the application, which here dies of SIGPIPE.
+func TestClientGoneKeepsApp(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			out := filepath.Join(t.TempDir(), "out")
+			p := startInit(t, th(), m, []string{"OUT=" + out}, "--ready", "delay:1s", "--", "sh", "-c", trapUSR1)
+			p.waitGen(1, "serving")
+			msg, code := p.reloadWithin(time.Minute, "--timeout", "300ms")
+			p.waitGen(2, "serving")
+			if code != 1 || msg != "tini-hot reload: no answer within 300ms; the reload goes on (see tini-hot status)" {
+				t.Errorf("reload --timeout 300ms: %d %q", code, msg)
+			}
+			// Ctrl-C in `kubectl exec … tini-hot reload`.
+			client := exec.Command(tiniHot, "reload", "--control", p.control)
+			if err := client.Start(); err != nil {
+				t.Fatal(err)
+			}
+			p.waitGen(3, "starting")
+			_ = client.Process.Signal(syscall.SIGINT)
+			_ = client.Wait()
+			p.waitGen(3, "serving")
+			p.signal(syscall.SIGPIPE)
+			p.signal(syscall.SIGUSR1) // forwarded after SIGPIPE was dealt with
+			waitLine(t, out, "usr1 3")
+			for n, want := range map[int]string{1: "killed by signal 15 (terminated)", 2: "killed by signal 15 (terminated)"} {
+				if g := p.waitGen(n, "exited"); g.Exit != want {
+					t.Errorf("generation %d: %q, want %q", n, g.Exit, want)
+				}
+			}
+			p.signal(syscall.SIGTERM)
+			if code := p.wait(); code != 143 {
+				t.Errorf("exit status %d, want 143 (generation 3 drained by SIGTERM)", code)
+			}
+		})
+	}
+}
+
+// TestPidReuse (item 2): a generation that gets the pid of an older one,
+// which ended while draining, is not killed at the older one's drain
+// deadline, and its exit is its own.
+func TestPidReuse(t *testing.T) {
+	requireNamespaces(t)
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		need(t, "nsenter (util-linux)")
+	}
+	// Generation 2 ignores the drain signal and is killed at its deadline:
+	// that kill is the event that tells generation 1's deadline has passed.
+	script := `[ "$TINI_HOT_GENERATION" = 2 ] && trap "" TERM; exec sleep 1000`
+	p := startInit(t, th(), mode{"pid1", true}, nil, "--ready", "delay:100ms", "--drain-timeout", "5s", "--", "sh", "-c", script)
+	old := p.waitGen(1, "serving").Pid
+	if out, code := p.reloadWithin(time.Minute); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	deadline1 := time.Now().Add(5 * time.Second)
+	p.waitGen(1, "exited")
+	host := strconv.Itoa(p.initPid())
+	// Make the next pid of the namespace generation 1's old one; the Go
+	// runtime's threads take pids too, so check and try again.
+	n := 3
+	for ; ; n++ {
+		set := fmt.Sprintf("echo %d > /proc/sys/kernel/ns_last_pid", old-1)
+		if out, err := exec.Command("nsenter", "-t", host, "-p", "-m", "sh", "-c", set).CombinedOutput(); err != nil {
+			t.Fatalf("nsenter: %v: %s", err, out)
+		}
+		if out, code := p.reloadWithin(time.Minute); code != 0 {
+			t.Fatalf("reload: %d %s", code, out)
+		}
+		if g := p.waitGen(n, "serving"); g.Pid == old {
+			break
+		}
+		if time.Now().After(deadline1.Add(-time.Second)) {
+			t.Fatalf("no generation got pid %d before generation 1's drain deadline", old)
+		}
+	}
+	t.Logf("generation %d has generation 1's pid %d", n, old)
+	if g := p.waitGen(2, "exited"); g.Exit != "killed by signal 9 (killed)" {
+		t.Fatalf("generation 2: %+v", g)
+	}
+	if time.Now().Before(deadline1) {
+		t.Fatal("generation 2 was killed before generation 1's deadline")
+	}
+	st := p.status()
+	if g, _ := generation(st, n); g.State != "serving" || g.Exit != "" {
+		t.Fatalf("generation %d after generation 1's deadline: %+v", n, g)
+	}
+	if g, _ := generation(st, 1); g.Exit != "killed by signal 15 (terminated)" {
+		t.Errorf("generation 1: %+v", g)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 143 {
+		t.Errorf("exit status %d, want 143", code)
+	}
+}
+
+// checkScript writes an exec readiness check that passes for generation
+// 1 only.
+func checkScript(t *testing.T) string {
+	t.Helper()
+	check := filepath.Join(t.TempDir(), "check")
+	if err := os.WriteFile(check, []byte("#!/bin/sh\n[ \"$TINI_HOT_GENERATION\" = 1 ]\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return check
+}
+
+// TestReloadWhileFirstNeverReady (item 3): a reload while generation 1
+// starts and never becomes ready is answered: it waits for generation 1's
+// ready timeout, then starts a generation that fails the same way.
+func TestReloadWhileFirstNeverReady(t *testing.T) {
+	p := startInit(t, th(), mode{"subreaper", false}, nil, "--ready", "notify", "--ready-timeout", "2s", "--", "sleep", "1000")
+	p.waitGen(1, "starting")
+	out, code := p.reloadWithin(time.Minute)
+	if code != 1 || out != "tini-hot reload: generation 2 not ready after 2s" {
+		t.Fatalf("reload: %d %q", code, out)
+	}
+	if g, _ := generation(p.status(), 1); g.State != "starting" || g.Reason != "generation 1 not ready after 2s" {
+		t.Errorf("generation 1: %+v", g)
+	}
+}
+
+// TestControlSocketNotWedged (item 3): a hundred reloads abandoned by
+// their clients during a long upgrade, then 300 idle connections, leave
+// every probe answered.
+func TestControlSocketNotWedged(t *testing.T) {
+	p := startInit(t, th(), mode{"subreaper", false}, nil, "--ready", "exec:"+checkScript(t), "--", "sleep", "1000")
+	p.waitGen(1, "serving")
+	for i := range 100 {
+		if out, code := p.reloadWithin(time.Minute, "--timeout", "20ms"); code != 1 {
+			t.Fatalf("abandoned reload %d: %d %q", i, code, out)
+		}
+	}
+	probes := func(when string) {
+		for _, args := range [][]string{nil, {"--liveness"}} {
+			if out, code, _ := p.probe(args...); code != 0 {
+				t.Fatalf("probe %v %s: %d %q", args, when, code, out)
+			}
+		}
+	}
+	probes("after 100 abandoned reloads")
+	if q := p.status().Queued; q == nil || q.Waiters != 0 {
+		t.Errorf("queued upgrade %+v: want one with no waiter left", q)
+	}
+	for range 300 {
+		c, err := net.Dial("unix", p.control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	probes("with 300 idle connections")
+}
+
+// TestNoUpgradeAfterServingExit (item 5): when the serving generation
+// exits while another starts and a reload is queued, nothing more is
+// started, even when the starting one's readiness delay passes during the
+// cleanup (it ignores SIGTERM, and the kill timeout is longer than the
+// delay): the container ends with the serving generation's status.
+func TestNoUpgradeAfterServingExit(t *testing.T) {
+	dir := t.TempDir()
+	out, stop := filepath.Join(dir, "out"), filepath.Join(dir, "stop")
+	script := `echo "started $TINI_HOT_GENERATION" >> "$OUT"
+if [ "$TINI_HOT_GENERATION" = 1 ]; then while [ ! -e "$STOP" ]; do sleep 0.05; done; exit 3; fi
+trap "" TERM; while :; do sleep 0.05; done`
+	p := startInit(t, th(), mode{"pid1", true}, []string{"OUT=" + out, "STOP=" + stop},
+		"--ready", "delay:2s", "--kill-timeout", "4s", "--", "sh", "-c", script)
+	p.waitGen(1, "serving")
+	reload := make(chan string, 1)
+	go func() { out, code := p.reload(); reload <- fmt.Sprintf("%d %s", code, out) }()
+	waitLine(t, out, "started 2")
+	p.signal(syscall.SIGHUP)
+	waitFor(t, "the SIGHUP to be queued", func() (string, bool) { return "", p.status().Reloads.Requested == 2 })
+	if err := os.WriteFile(stop, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 3 {
+		t.Errorf("exit status %d, want generation 1's 3", code)
+	}
+	if got := <-reload; !strings.HasPrefix(got, "1 ") {
+		t.Errorf("reload of an abandoned upgrade: %s", got)
+	}
+	if strings.Contains(readFile(out), "started 3") {
+		t.Errorf("a generation started after the serving one exited:\n%s", readFile(out))
+	}
+}
+
+// TestExitWithOpenControlConnections (item 6): open control connections
+// do not hold tini-hot past the grace period.
+func TestExitWithOpenControlConnections(t *testing.T) {
+	p := startInit(t, th(), mode{"pid1", true}, nil, "--ready", "delay:100ms", "--grace-period", "3s", "--", "sleep", "1000")
+	p.waitGen(1, "serving")
+	for range 5 {
+		c, err := net.Dial("unix", p.control)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	term := time.Now()
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 143 {
+		t.Errorf("exit status %d, want 143", code)
+	}
+	if took := p.ended.Sub(term); took >= 3*time.Second {
+		t.Errorf("tini-hot exited %v after SIGTERM with idle control connections; the grace period is 3s", took)
+	}
+}
+
+// TestOlderGenerationKeepsDrainDeadline (item 8): when the serving
+// generation dies while the old one still drains a request, that request
+// is answered; the container then ends with the serving generation's
+// status.
+func TestOlderGenerationKeepsDrainDeadline(t *testing.T) {
+	p, url := startDemo(t, mode{"subreaper", false}, "--drain-timeout", "20s", "--kill-timeout", "1s")
+	slow, started := slowRequest(t, url, 3, p.stderr.String)
+	if !strings.Contains(started, "generation 1:") {
+		t.Fatalf("slow request taken by: %q", started)
+	}
+	if out, code := p.reloadWithin(time.Minute); code != 0 {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	g2 := p.waitGen(2, "serving")
+	if err := syscall.Kill(g2.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-slow; !strings.HasSuffix(got, "gen:1") {
+		t.Errorf("request draining in generation 1: %q, want its answer", got)
+	}
+	if code := p.wait(); code != 137 {
+		t.Errorf("exit status %d, want generation 2's 137", code)
+	}
+}
+
+func init() { registerHelper("sigparent", helperSigparent) }
+
+// Signals the sigparent helper ignores and blocks, as tini's own
+// sigconf-test does.
+var (
+	parentIgnores = []unix.Signal{unix.SIGTTOU, unix.SIGSEGV, unix.SIGINT}
+	parentBlocks  = []unix.Signal{unix.SIGTTIN, unix.SIGILL, unix.SIGTERM}
+)
+
+// helperSigparent ignores and blocks signals as tini's sigconf-test does,
+// then execs its arguments.
+func helperSigparent() int {
+	runtime.LockOSThread()
+	type sigaction struct {
+		handler  uintptr
+		flags    uint64
+		restorer uintptr
+		mask     uint64
+	}
+	for _, sig := range parentIgnores {
+		act := sigaction{handler: 1} // SIG_IGN
+		if _, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0); errno != 0 {
+			fmt.Fprintln(os.Stderr, "sigaction:", errno)
+			return 2
+		}
+	}
+	var set unix.Sigset_t
+	set.Val[0] = mask(parentBlocks...)
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &set, nil); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	path, err := exec.LookPath(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	env := os.Environ()
+	for i, kv := range env {
+		if strings.HasPrefix(kv, helperEnv+"=") {
+			env = append(env[:i], env[i+1:]...)
+			break
+		}
+	}
+	err = unix.Exec(path, os.Args[1:], env)
+	fmt.Fprintln(os.Stderr, "exec:", err)
+	return 2
+}
+
+// mask is the SigIgn/SigBlk bits of sigs.
+func mask(sigs ...unix.Signal) uint64 {
+	var m uint64
+	for _, s := range sigs {
+		m |= 1 << (uint(s) - 1)
+	}
+	return m
+}
+
+// TestInheritedSignalState (item 9): the application gets the signal
+// ignores and blocks its init was started with. tini keeps all six of
+// tini's own test; tini-hot keeps what the Go runtime leaves knowable
+// (SIGTTOU and SIGINT ignored, SIGTTIN blocked) and adds nothing, with and
+// without sockets to hand over.
+func TestInheritedSignalState(t *testing.T) {
+	cases := []struct {
+		name     string
+		bin      initBin
+		flags    []string
+		ign, blk uint64
+	}{
+		{"tini", initBin{"tini", ""}, nil, mask(parentIgnores...), mask(parentBlocks...)},
+		{"tini-hot", th(), nil, mask(unix.SIGTTOU, unix.SIGINT), mask(unix.SIGTTIN)},
+		{"tini-hot-listen", th(), []string{"-l", "tcp://127.0.0.1:0"}, mask(unix.SIGTTOU, unix.SIGINT), mask(unix.SIGTTIN)},
+	}
+	for _, c := range cases {
+		if c.bin.name == "tini" {
+			path, err := exec.LookPath("tini")
+			if err != nil {
+				need(t, "tini (Debian package tini)")
+			}
+			c.bin.path = path
+		}
+		for _, m := range modes {
+			t.Run(c.name+"/"+m.name, func(t *testing.T) {
+				t.Parallel()
+				argv := append([]string{c.bin.path}, initArgs(m, append(c.flags, "--", "cat", "/proc/self/status")...)...)
+				if m.pid1 {
+					requireNamespaces(t)
+					argv = append([]string{"unshare", "-p", "-f", "--kill-child", "--mount-proc"}, argv...)
+				}
+				helper := helperCmd("sigparent")
+				p := startInit(t, initBin{"sigparent", helper[0]}, mode{name: "plain"}, nil, append(helper[1:], argv...)...)
+				if code := p.wait(); code != 0 {
+					t.Fatalf("exit status %d:\n%s", code, p.stderr)
+				}
+				out := p.stderr.String()
+				for _, want := range []string{fmt.Sprintf("SigIgn:\t%016x", c.ign), fmt.Sprintf("SigBlk:\t%016x", c.blk)} {
+					if !strings.Contains(out, want+"\n") {
+						t.Errorf("the application's status lacks %q:\n%s", want, grepSig(out))
+					}
+				}
+			})
+		}
+	}
+}
+
+// grepSig keeps the Sig lines of a /proc/PID/status.
+func grepSig(status string) string {
+	var out []string
+	for _, l := range strings.Split(status, "\n") {
+		if strings.HasPrefix(l, "Sig") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestOwnProcessGroup: the application leads a process group of its own,
+// and with nothing inherited it starts with no signal ignored or blocked.
+func TestOwnProcessGroup(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			p := startInit(t, th(), m, nil, "--", "sh", "-c", `echo group $$ $(ps -o pgid= -p $$); exec cat /proc/self/status`)
+			if code := p.wait(); code != 0 {
+				t.Fatalf("exit status %d; output:\n%s", code, p.stderr)
+			}
+			out := p.stderr.String()
+			for _, want := range []string{"SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, grepSig(out))
+				}
+			}
+			f := strings.Fields(strings.SplitN(out, "\n", 2)[0])
+			if len(f) != 3 || f[0] != "group" || f[1] != f[2] {
+				t.Errorf("first line %q: want the application leading its own group", f)
+			}
+		})
+	}
+}

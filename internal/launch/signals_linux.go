@@ -1,0 +1,111 @@
+package launch
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// SignalState is a set of ignored and a set of blocked signals, bit N-1
+// for signal N, as in /proc/PID/status (SigIgn, SigBlk).
+type SignalState struct {
+	Ignored, Blocked uint64
+}
+
+// String is the form the trampoline reads back: "IGN:BLK" in hex.
+func (s SignalState) String() string {
+	return strconv.FormatUint(s.Ignored, 16) + ":" + strconv.FormatUint(s.Blocked, 16)
+}
+
+func parseSignalState(v string) (SignalState, error) {
+	ign, blk, ok := strings.Cut(v, ":")
+	i, err1 := strconv.ParseUint(ign, 16, 64)
+	b, err2 := strconv.ParseUint(blk, 16, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return SignalState{}, fmt.Errorf("bad signal state %q", v)
+	}
+	return SignalState{Ignored: i, Blocked: b}, nil
+}
+
+// sigaction is the kernel's struct sigaction for rt_sigaction(2) on amd64
+// and arm64.
+type sigaction struct {
+	handler  uintptr
+	flags    uint64
+	restorer uintptr
+	mask     uint64
+}
+
+// SIG_DFL and SIG_IGN.
+const (
+	sigDfl = 0
+	sigIgn = 1
+)
+
+// sigMax is the highest signal number (_NSIG - 1).
+const sigMax = 64
+
+// CaptureSignals reads what can still be known of the signal state
+// tini-hot was started with, for its application to inherit as it would
+// under tini. Call it first thing in main, on the main thread, before any
+// signal.Notify.
+//
+// The Go runtime installs its own handlers and unblocks the signals it
+// needs before main runs, so some of the inherited state is gone by then:
+// an ignore of a signal the runtime handles (SIGSEGV, SIGBUS, SIGFPE,
+// SIGILL, SIGTRAP, SIGABRT, SIGSYS, SIGQUIT, SIGTERM, SIGUSR1, ...) and the
+// block of a signal it must receive (SIGILL, SIGTERM, SIGSEGV, ...). What
+// is kept: the ignores the runtime leaves in place (SIGHUP and SIGINT when
+// ignored, SIGTTIN, SIGTTOU, SIGTSTP, ...) and the blocks it leaves
+// (SIGTTIN, SIGTTOU, SIGHUP, SIGUSR2, ... anything not in its list).
+func CaptureSignals() (SignalState, error) {
+	var s SignalState
+	for sig := 1; sig <= sigMax; sig++ {
+		var old sigaction
+		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0,
+			uintptr(unsafe.Pointer(&old)), unsafe.Sizeof(old.mask), 0, 0)
+		if errno != 0 {
+			// EINVAL: a number the kernel does not take here (32, 33
+			// under some C libraries' kernels); it is not ignored.
+			continue
+		}
+		if old.handler == sigIgn {
+			s.Ignored |= 1 << (sig - 1)
+		}
+	}
+	var blocked unix.Sigset_t
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, nil, &blocked); err != nil {
+		return s, fmt.Errorf("read the signal mask: %w", err)
+	}
+	s.Blocked = blocked.Val[0]
+	return s, nil
+}
+
+// apply gives every signal in s.Ignored the SIG_IGN disposition and every
+// other its default, and sets the calling thread's mask to s.Blocked.
+// Handlers are reset by execve anyway; this matters for ignored signals,
+// which execve keeps, as it keeps the mask.
+func (s SignalState) apply() error {
+	for sig := 1; sig <= sigMax; sig++ {
+		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+			continue
+		}
+		act := sigaction{handler: sigDfl}
+		if s.Ignored&(1<<(sig-1)) != 0 {
+			act.handler = sigIgn
+		}
+		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
+			uintptr(unsafe.Pointer(&act)), 0, unsafe.Sizeof(act.mask), 0, 0)
+		if errno != 0 && errno != unix.EINVAL {
+			// EINVAL: a signal number the kernel does not accept here
+			// (32 and 33 under some kernels); it cannot be ignored.
+			return fmt.Errorf("rt_sigaction %d: %w", sig, errno)
+		}
+	}
+	var mask unix.Sigset_t
+	mask.Val[0] = s.Blocked
+	return unix.PthreadSigmask(unix.SIG_SETMASK, &mask, nil)
+}

@@ -1,0 +1,169 @@
+package proctree
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// Process is one process of a [Table].
+type Process struct {
+	Pid, PPID, PGRP int
+	Zombie          bool
+	// Start is the process's start time in clock ticks after boot: with
+	// Pid, it names one process for good.
+	Start uint64
+}
+
+// Table is a snapshot of every process in /proc, by pid.
+type Table map[int]Process
+
+// Snapshot reads every process's parent, group, state and start time from
+// /proc. Processes that end while it reads are left out.
+func Snapshot() (Table, error) {
+	procs, err := procfs.AllProcs()
+	if err != nil {
+		return nil, fmt.Errorf("list processes: %w", err)
+	}
+	t := make(Table, len(procs))
+	for _, p := range procs {
+		st, err := p.Stat()
+		if err != nil {
+			// The process ended while we read /proc.
+			continue
+		}
+		t[p.PID] = Process{Pid: p.PID, PPID: st.PPID, PGRP: st.PGRP, Zombie: st.State == "Z", Start: st.Starttime}
+	}
+	return t, nil
+}
+
+// Descendants lists the processes below root, children first. A process
+// that called setsid or whose parent ended is still found, as long as it
+// was reparented to root or to another descendant (which is what a
+// subreaper or PID 1 ensures).
+func (t Table) Descendants(root int) []Process {
+	children := make(map[int][]int)
+	for pid, p := range t {
+		children[p.PPID] = append(children[p.PPID], pid)
+	}
+	var out []Process
+	queue := []int{root}
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		for _, c := range children[pid] {
+			out = append(out, t[c])
+			queue = append(queue, c)
+		}
+	}
+	return out
+}
+
+// Others lists every process of the table but self: as PID 1 of a
+// namespace, that includes processes entered from outside it (kubectl
+// exec), whose parent is not in the namespace.
+func (t Table) Others(self int) []Process {
+	out := make([]Process, 0, len(t))
+	for pid, p := range t {
+		if pid != self {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Generation lists the live (not zombie) processes of one generation
+// whose main process has pid, found three ways, since each alone misses
+// some:
+//
+//   - the main process and its descendants through parent pids;
+//   - members of the process group pid (every generation starts one);
+//   - processes below self whose environment holds marker
+//     (TINI_HOT_GENERATION=N): this finds double-forked and setsid
+//     processes that were reparented to tini-hot.
+//
+// The first two hold only while the main process has not been reaped
+// (mainAlive): after that its pid, and so the group id, may belong to a
+// new process, and only the marker counts. A process that rewrote its
+// environment and escaped both pid and group is not found.
+func (t Table) Generation(self, pid int, mainAlive bool, marker string) []Process {
+	found := map[int]bool{}
+	if mainAlive {
+		found[pid] = true
+		for _, p := range t.Descendants(pid) {
+			found[p.Pid] = true
+		}
+		for p, proc := range t {
+			if proc.PGRP == pid {
+				found[p] = true
+			}
+		}
+	}
+	// Reparented processes are below self (all are, for PID 1).
+	for _, p := range t.Descendants(self) {
+		if !found[p.Pid] && hasEnv(p.Pid, marker) {
+			found[p.Pid] = true
+		}
+	}
+	var out []Process
+	for p := range found {
+		if proc, ok := t[p]; ok && !proc.Zombie && p != self {
+			out = append(out, proc)
+		}
+	}
+	return out
+}
+
+// hasEnv reports whether process pid's environment holds kv.
+func hasEnv(pid int, kv string) bool {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return false
+	}
+	env, err := p.Environ()
+	return err == nil && slices.Contains(env, kv)
+}
+
+// Signal sends sig to p if the process with p's pid is still p: it opens
+// a pidfd, compares the start time, and signals through the pidfd.
+// ESRCH means p is gone (or its pid now names another process, which is
+// left alone).
+func Signal(p Process, sig unix.Signal) error {
+	fd, err := unix.PidfdOpen(p.Pid, 0)
+	if err != nil {
+		// ESRCH: no process with this pid any more.
+		return fmt.Errorf("pidfd_open %d: %w", p.Pid, err)
+	}
+	defer unix.Close(fd)
+	// The pidfd now pins the process that had the pid when it was opened;
+	// if that is not the snapshot's process, the pid was reused.
+	proc, err := procfs.NewProc(p.Pid)
+	var st procfs.ProcStat
+	if err == nil {
+		st, err = proc.Stat()
+	}
+	if err != nil || st.Starttime != p.Start {
+		return fmt.Errorf("signal %d: %w (the pid was reused)", p.Pid, unix.ESRCH)
+	}
+	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
+		return fmt.Errorf("pidfd_send_signal %d: %w", p.Pid, err)
+	}
+	return nil
+}
+
+// SignalAll sends sig to every process of ps that is still the same
+// process and returns how many were signalled.
+func SignalAll(ps []Process, sig unix.Signal) int {
+	n := 0
+	for _, p := range ps {
+		// ESRCH: it ended since the snapshot; EPERM: not ours to signal
+		// (entered from outside as another user). Nothing to do for
+		// either.
+		if Signal(p, sig) == nil {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,320 @@
+package upgrade
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/internal/proctree"
+	"github.com/tini-hot/tini-hot/reaper"
+	"golang.org/x/sys/unix"
+)
+
+// generationEnv marks every process of generation N: TINI_HOT_GENERATION=N
+// is in the application's environment and inherited by whatever it
+// starts.
+const generationEnv = "TINI_HOT_GENERATION"
+
+func generationMarker(n int) string { return generationEnv + "=" + strconv.Itoa(n) }
+
+// execRetry is the pause between two runs of an exec readiness check.
+const execRetry = 250 * time.Millisecond
+
+// state is where a generation is in its life:
+// starting → serving → draining → exited, or starting → failed.
+type state int
+
+const (
+	stateStarting state = iota
+	stateServing
+	stateDraining
+	stateExited
+	stateFailed
+)
+
+func (s state) String() string {
+	return [...]string{"starting", "serving", "draining", "exited", "failed"}[s]
+}
+
+// generation is one start of the application.
+type generation struct {
+	number    int
+	pid       int
+	state     state
+	started   time.Time
+	ready     time.Time
+	ended     time.Time
+	exited    bool // its main process has been reaped: pid is no longer its
+	exit      reaper.Exit
+	reason    string
+	appStatus string
+	// overdue: the first generation missed its ready timeout; reloads no
+	// longer wait for it.
+	overdue bool
+	notify  notifier
+	check   int      // pid of the running exec readiness check, 0 if none
+	timers  []*timer // its timers: stopped when its state changes
+	// waiters get the result of the upgrade to this generation;
+	// drainWaiters the end of this generation's drain.
+	waiters      []*waiter
+	drainWaiters []*waiter
+}
+
+// arm keeps t with g's timers.
+func (g *generation) arm(t *timer) { g.timers = append(g.timers, t) }
+
+// stopTimers stops every timer of g: its ready timeout, readiness delay,
+// check retry or drain deadline can never fire for a state it left.
+func (g *generation) stopTimers() {
+	for _, t := range g.timers {
+		t.Stop()
+	}
+	g.timers = nil
+}
+
+// start launches the next generation with its notify socket. The caller
+// records it (current or upgrading) and then calls watch.
+func (s *Supervisor) start() (*generation, error) {
+	n := s.next
+	s.next++
+	g := &generation{number: n, state: stateStarting, started: s.sys.now()}
+	ns, err := s.sys.notify(fmt.Sprintf("tini-hot/%d/%d/%d", s.self, s.sys.now().UnixNano(), n))
+	if err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	g.notify = ns
+	files := make([]int, len(s.opts.Listeners))
+	names := make([]string, len(s.opts.Listeners))
+	for i, l := range s.opts.Listeners {
+		files[i], names[i] = l.Fd(), l.Spec.Name
+	}
+	env := s.env(n, "NOTIFY_SOCKET="+ns.Env())
+	if len(files) > 0 {
+		env = append(env, "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
+	}
+	pid, err := s.sys.start(launch.Spec{Argv: s.opts.Command, Env: env, Fds: files, Foreground: n == 1, Signals: s.opts.Signals})
+	if err != nil {
+		_ = ns.Close() // never served
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	g.pid = pid
+	go ns.Serve(n, s.notices, s.done)
+	s.gens = append(s.gens, g)
+	s.log.Info("generation started", "generation", n, "pid", pid, "ready", s.opts.Ready.String())
+	return g, nil
+}
+
+// env is the environment of a process of generation n: the
+// application's, the generation marker and extra.
+func (s *Supervisor) env(n int, extra ...string) []string {
+	env := make([]string, 0, len(s.opts.Env)+1+len(extra))
+	env = append(env, s.opts.Env...)
+	env = append(env, generationMarker(n))
+	return append(env, extra...)
+}
+
+// watch starts watching g's readiness: its ready timeout, and the delay
+// or the exec check (notify needs nothing more than the socket).
+func (s *Supervisor) watch(g *generation) {
+	g.arm(s.after(s.opts.ReadyTimeout, func() { s.readyTimeout(g) }))
+	switch s.opts.Ready.Mode {
+	case ReadyDelay:
+		g.arm(s.after(s.opts.Ready.Delay, func() { s.ready(g) }))
+	case ReadyExec:
+		s.runCheck(g)
+	}
+}
+
+// runCheck starts the exec readiness command of g.
+func (s *Supervisor) runCheck(g *generation) {
+	if g.state != stateStarting || g.exited || g.check != 0 {
+		return
+	}
+	env := s.env(g.number, "TINI_HOT_PID="+strconv.Itoa(g.pid))
+	pid, err := s.sys.start(launch.Spec{Argv: s.opts.Ready.Command, Env: env, Signals: s.opts.Signals})
+	switch {
+	case err == nil:
+		g.check = pid
+	case g == s.current:
+		// The first generation has nothing to fall back to; a fork that
+		// failed (EAGAIN, ENOMEM) may work a moment later.
+		s.log.Warn("readiness check", "generation", g.number, "err", err)
+		g.arm(s.after(execRetry, func() { s.runCheck(g) }))
+	default:
+		s.failed(g, fmt.Sprintf("generation %d: readiness check: %v", g.number, err))
+	}
+}
+
+// checkEnded handles the end of g's readiness check.
+func (s *Supervisor) checkEnded(g *generation, e reaper.Exit) {
+	if g.state != stateStarting || g.exited {
+		return
+	}
+	if e.Code() == 0 {
+		s.ready(g)
+		return
+	}
+	g.arm(s.after(execRetry, func() { s.runCheck(g) }))
+}
+
+// readyTimeout fails a new generation that is not ready in time. The
+// first generation has nothing to fall back to: it keeps running, and
+// reloads stop waiting for it.
+func (s *Supervisor) readyTimeout(g *generation) {
+	if g.state != stateStarting || g.exited || s.ending() {
+		return
+	}
+	reason := fmt.Sprintf("generation %d not ready after %v", g.number, s.opts.ReadyTimeout)
+	if g != s.current {
+		s.failed(g, reason)
+		return
+	}
+	g.overdue, g.reason = true, reason
+	s.log.Warn("first generation not ready; reloads go ahead", "reason", reason)
+	s.startPending()
+}
+
+// handleExits records the exits the reaper collected. Every exit is
+// matched first and acted upon after: acting can start a process, which
+// may get a pid of this very batch.
+func (s *Supervisor) handleExits(exits []reaper.Exit) {
+	type match struct {
+		g     *generation
+		e     reaper.Exit
+		check bool
+	}
+	var ms []match
+	for _, e := range exits {
+		g, check := s.owner(e.Pid)
+		switch {
+		case g == nil:
+			if s.opts.WarnOnReap {
+				s.log.Warn("reaped zombie", "pid", e.Pid, "how", e.String())
+			}
+			continue
+		case check:
+			g.check = 0
+		default:
+			g.exited, g.exit, g.ended = true, e, s.sys.now()
+			_ = g.notify.Close() // nothing of an ended generation notifies anything useful
+		}
+		ms = append(ms, match{g, e, check})
+	}
+	for _, m := range ms {
+		if m.check {
+			s.checkEnded(m.g, m.e)
+		} else {
+			s.ended(m.g, m.e)
+		}
+	}
+}
+
+// owner finds the live generation whose main process (check false) or
+// readiness check (check true) has pid. A generation already reaped never
+// matches: its pid may have been reused.
+func (s *Supervisor) owner(pid int) (g *generation, check bool) {
+	for _, g := range s.gens {
+		switch {
+		case g.check != 0 && g.check == pid:
+			return g, true
+		case !g.exited && g.pid == pid:
+			return g, false
+		}
+	}
+	return nil, false
+}
+
+// ended handles the end of g's main process.
+func (s *Supervisor) ended(g *generation, e reaper.Exit) {
+	s.log.Info("generation ended", "generation", g.number, "pid", e.Pid, "state", g.state.String(), "how", e.String())
+	g.stopTimers()
+	switch {
+	case s.finishing:
+		if g.state != stateFailed {
+			g.state = stateExited
+		}
+		// What it left is left over now.
+		s.sweep(unix.SIGTERM)
+	case g == s.current && !s.stopping:
+		g.state = stateExited // ends the container: see reap
+	case g.state == stateStarting && !s.stopping:
+		s.failed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
+	case g.state == stateDraining:
+		g.state = stateExited
+		for _, w := range g.drainWaiters {
+			w.answer(s.current.number, nil)
+		}
+		g.drainWaiters = nil
+		s.forget()
+	default:
+		// A failed generation, or any during the shutdown.
+		if g.state != stateFailed {
+			g.state = stateExited
+		}
+	}
+}
+
+// send signals g's main process, or its group with SignalGroup. A
+// generation already reaped gets nothing: its pid may be someone else's.
+func (s *Supervisor) send(g *generation, sig unix.Signal) {
+	if g.exited {
+		return
+	}
+	target := g.pid
+	if s.opts.SignalGroup {
+		target = -target
+	}
+	s.log.Debug("signal", "signal", reaper.SignalName(sig), "to", target, "generation", g.number)
+	if err := s.sys.kill(target, sig); err != nil {
+		// ESRCH: it ended and its exit is not reaped yet.
+		s.log.Warn("signal", "signal", reaper.SignalName(sig), "to", target, "err", err)
+	}
+}
+
+// killTree sends SIGKILL to every live process of g and returns how many.
+func (s *Supervisor) killTree(g *generation) int {
+	return s.sys.signal(s.sys.tree(g.pid, g.number, !g.exited), unix.SIGKILL)
+}
+
+// handleNotice applies an sd_notify message from a generation's process.
+func (s *Supervisor) handleNotice(ev notifyEvent) {
+	var g *generation
+	for _, c := range s.gens {
+		if c.number == ev.gen && !c.exited {
+			g = c
+		}
+	}
+	if g == nil || s.finishing {
+		return
+	}
+	if ev.sender == 0 || (ev.sender != g.pid && !slices.ContainsFunc(s.sys.tree(g.pid, g.number, true), func(p proctree.Process) bool { return p.Pid == ev.sender })) {
+		s.log.Warn("notify message from a process outside the generation ignored", "generation", g.number, "sender", ev.sender)
+		return
+	}
+	if ev.notice.status != "" {
+		g.appStatus = ev.notice.status
+	}
+	if ev.notice.ready && s.opts.Ready.Mode == ReadyNotify {
+		s.ready(g)
+	}
+}
+
+// forget drops ended generations beyond the few status keeps.
+func (s *Supervisor) forget() {
+	ended := 0
+	for i := len(s.gens) - 1; i >= 0; i-- {
+		g := s.gens[i]
+		if g.exited && (g.state == stateExited || g.state == stateFailed) {
+			ended++
+			if ended > keepEnded {
+				s.gens = append(s.gens[:i], s.gens[i+1:]...)
+			}
+		}
+	}
+}
+
+// keepEnded is how many ended generations status still lists.
+const keepEnded = 16

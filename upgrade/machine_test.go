@@ -1,0 +1,462 @@
+package upgrade
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tini-hot/tini-hot/internal/launch"
+	"golang.org/x/sys/unix"
+)
+
+// The state machine through the seam: every test below is a script of
+// events (exits, signals, notices, requests, time passing) and what the
+// supervisor must do about each.
+
+// notifyOpts is the usual setup: readiness by READY=1.
+func notifyOpts() Options {
+	return Options{Ready: Readiness{Mode: ReadyNotify}, ReadyTimeout: 10 * time.Second, DrainTimeout: 30 * time.Second, KillTimeout: 5 * time.Second, GracePeriod: 30 * time.Second}
+}
+
+// serving starts a harness whose generation 1 (pid 100) serves.
+func serving(t *testing.T, opts Options) *harness {
+	t.Helper()
+	h := newHarness(t, opts)
+	h.ready(1, 100)
+	h.wantState("serving")
+	return h
+}
+
+func TestKillMargin(t *testing.T) {
+	for grace, want := range map[time.Duration]time.Duration{
+		100 * time.Millisecond: 50 * time.Millisecond,
+		3 * time.Second:        300 * time.Millisecond,
+		30 * time.Second:       time.Second,
+		time.Hour:              time.Second,
+	} {
+		if got := KillMargin(grace); got != want {
+			t.Errorf("KillMargin(%v) = %v, want %v", grace, got, want)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, o := range []Options{
+		{ShutdownDelay: -time.Second},
+		{ShutdownDelay: DefaultGracePeriod},
+		{GracePeriod: time.Second, ShutdownDelay: 2 * time.Second},
+	} {
+		o.Command = []string{"app"}
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "less than --grace-period") {
+			t.Errorf("Validate(%+v) = %v", o, err)
+		}
+	}
+	for _, o := range []Options{{}, {Command: []string{"app"}, KillTimeout: -1}, {Command: []string{"app"}, MaxDraining: -1}} {
+		if err := o.Validate(); err == nil {
+			t.Errorf("Validate(%+v) succeeded", o)
+		}
+	}
+	o := Options{Command: []string{"app"}, ShutdownDelay: 5 * time.Second}
+	if err := o.Validate(); err != nil || o.GracePeriod != DefaultGracePeriod || o.MaxDraining != DefaultMaxDraining || o.Ready.String() != DefaultReadiness.String() {
+		t.Fatalf("Validate = %v; %+v", err, o)
+	}
+}
+
+// TestCoalescing: reloads during an upgrade, by command or signal, make
+// one more upgrade, which serves every command waiting for it.
+func TestCoalescing(t *testing.T) {
+	h := serving(t, notifyOpts())
+	a := h.reload(context.Background())
+	h.wantState("serving", "starting")
+	b, c := h.reload(context.Background()), h.reload(context.Background())
+	for range 5 {
+		h.signal(unix.SIGHUP)
+	}
+	if q := h.status().Queued; q == nil || q.Waiters != 2 || !strings.Contains(q.Reason, "generation 2") {
+		t.Fatalf("queued: %+v", q)
+	}
+	h.noAnswer(a)
+	mark := h.os.mark()
+	h.ready(2, 101)
+	if r := h.answer(a); r.gen != 2 || r.err != nil {
+		t.Fatalf("first reload: %+v", r)
+	}
+	if !h.os.hit(100, unix.SIGTERM, mark) {
+		t.Error("generation 1 was not told to drain")
+	}
+	h.wantState("draining", "serving", "starting")
+	h.noAnswer(b)
+	h.ready(3, 102)
+	for _, w := range []<-chan result{b, c} {
+		if r := h.answer(w); r.gen != 3 || r.err != nil {
+			t.Fatalf("coalesced reload: %+v", r)
+		}
+	}
+	if got := h.status().Reloads; got != (ReloadCounters{Requested: 8, Coalesced: 6, Succeeded: 2}) {
+		t.Errorf("counters %+v", got)
+	}
+	if h.started() != 3 {
+		t.Errorf("%d processes started, want 3 generations", h.started())
+	}
+}
+
+// TestMaxDraining: with old generations still draining up to the bound,
+// a reload is refused and nothing starts.
+func TestMaxDraining(t *testing.T) {
+	opts := notifyOpts()
+	opts.MaxDraining = 2
+	h := serving(t, opts)
+	for gen := 2; gen <= 3; gen++ {
+		r := h.reload(context.Background())
+		h.ready(gen, 99+gen)
+		if res := h.answer(r); res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+	h.wantState("draining", "draining", "serving")
+	res := h.answer(h.reload(context.Background()))
+	if res.err == nil || res.err.Error() != "2 generations still draining (--max-draining 2); retry later" {
+		t.Fatalf("reload at the bound: %+v", res)
+	}
+	if h.started() != 3 {
+		t.Errorf("%d started, want 3", h.started())
+	}
+	// One drained: the next reload goes.
+	h.exits(true, exited(100, 0))
+	r := h.reload(context.Background())
+	h.ready(4, 103)
+	if res := h.answer(r); res.gen != 4 {
+		t.Fatalf("reload after a drain: %+v", res)
+	}
+}
+
+// TestAbortOnSIGTERM: SIGTERM during an upgrade answers its reload, drains
+// both generations, and the container ends with the serving one's status
+// once both have exited.
+func TestAbortOnSIGTERM(t *testing.T) {
+	h := serving(t, notifyOpts())
+	r := h.reload(context.Background())
+	queued := h.reload(context.Background())
+	mark := h.os.mark()
+	h.signal(unix.SIGTERM)
+	if res := h.answer(r); res.err == nil || res.err.Error() != "generation 2: upgrade aborted: shutting down" {
+		t.Fatalf("upgrade's reload: %+v", res)
+	}
+	if res := h.answer(queued); res.err == nil || res.err.Error() != "shutting down (SIGTERM received)" {
+		t.Fatalf("queued reload: %+v", res)
+	}
+	if !h.os.hit(100, unix.SIGTERM, mark) || !h.os.hit(101, unix.SIGTERM, mark) {
+		t.Fatalf("drain signals: %+v", h.os.kills)
+	}
+	// Generation 2 turning ready now changes nothing.
+	h.ready(2, 101)
+	h.wantState("draining", "draining")
+	if _, err := h.s.Probe(context.Background(), false); err == nil || err.Error() != "not ready: shutting down (SIGTERM received)" {
+		t.Errorf("probe: %v", err)
+	}
+	h.exits(true, exited(101, 0))
+	h.running()
+	h.exits(false, killed(100, unix.SIGTERM))
+	if e := h.ended(); e.Code() != 143 {
+		t.Errorf("exit %v, want generation 1's 143", e)
+	}
+}
+
+// TestPrestop: prestop refuses reloads and fails probes while the
+// application serves on, and starts the grace period's clock.
+func TestPrestop(t *testing.T) {
+	opts := notifyOpts()
+	opts.GracePeriod = 10 * time.Second
+	h := serving(t, opts)
+	r := h.reload(context.Background())
+	queued := h.reload(context.Background())
+	if gen, err := h.s.Prestop(context.Background()); err != nil || gen != 1 {
+		t.Fatalf("prestop: %d %v", gen, err)
+	}
+	if res := h.answer(queued); res.err == nil || res.err.Error() != "termination announced by prestop" {
+		t.Fatalf("queued reload at prestop: %+v", res)
+	}
+	// The upgrade in progress goes on.
+	h.ready(2, 101)
+	if res := h.answer(r); res.gen != 2 {
+		t.Fatalf("reload in progress at prestop: %+v", res)
+	}
+	if res := h.answer(h.reload(context.Background())); res.err == nil || !strings.Contains(res.err.Error(), "prestop") {
+		t.Fatalf("reload after prestop: %+v", res)
+	}
+	if _, err := h.s.Probe(context.Background(), false); err == nil || err.Error() != "not ready: termination announced by prestop" {
+		t.Fatalf("probe after prestop: %v", err)
+	}
+	if _, err := h.s.Probe(context.Background(), true); err != nil {
+		t.Fatalf("liveness after prestop: %v", err)
+	}
+	h.advance(4 * time.Second)
+	h.signal(unix.SIGTERM)
+	// Deadline: prestop + 10s - 1s margin, i.e. 5s after SIGTERM.
+	h.advance(4900 * time.Millisecond)
+	if len(h.r.all) != 0 {
+		t.Fatalf("killed before the deadline: %v", h.r.all)
+	}
+	h.advance(200 * time.Millisecond)
+	var all []unix.Signal
+	h.do(func() { all = h.r.all })
+	if len(all) == 0 || all[0] != unix.SIGKILL {
+		t.Fatalf("at the deadline: SignalAll %v, want SIGKILL", all)
+	}
+}
+
+// TestPidReuse: a generation's drain deadline never fires after it has
+// exited, and a pid reused by a new generation is that generation's: its
+// exit is not credited to the old one, and the old one's timer does not
+// kill it.
+func TestPidReuse(t *testing.T) {
+	h := serving(t, notifyOpts())
+	h.reload(context.Background())
+	h.ready(2, 101)
+	h.exits(true, exited(100, 0)) // generation 1 drained
+	if g := h.gen(1); g.State != "exited" || g.Exit != "exited with status 0" {
+		t.Fatalf("generation 1: %+v", g)
+	}
+	// Generation 3 gets generation 1's old pid.
+	h.os.mu.Lock()
+	h.os.reuse = []int{100}
+	h.os.mu.Unlock()
+	h.reload(context.Background())
+	h.ready(3, 100)
+	h.wantState("exited", "draining", "serving")
+	mark := h.os.mark()
+	// Past generation 1's drain deadline (30 s after its drain began).
+	h.advance(31 * time.Second)
+	if h.os.hit(100, unix.SIGKILL, mark) {
+		t.Fatal("generation 1's drain deadline killed generation 3, which reuses its pid")
+	}
+	if !h.os.hit(101, unix.SIGKILL, mark) {
+		t.Error("generation 2's own drain deadline did not kill it")
+	}
+	h.exits(true, killed(101, unix.SIGKILL))
+	// Pid 100 ends: that is generation 3, the serving one.
+	h.exits(true, exited(100, 7))
+	if g := h.gen(1); g.Exit != "exited with status 0" {
+		t.Errorf("generation 1's exit became %q", g.Exit)
+	}
+	if g := h.gen(3); g.Exit != "exited with status 7" {
+		t.Errorf("generation 3's exit: %q", g.Exit)
+	}
+	h.exits(false)
+	if e := h.ended(); e.Code() != 7 {
+		t.Fatalf("exit %v, want generation 3's status 7", e)
+	}
+}
+
+// TestExitOfReusedPidIgnored: the exit of an orphan that got the pid of
+// a generation already reaped is nobody's.
+func TestExitOfReusedPidIgnored(t *testing.T) {
+	h := serving(t, notifyOpts())
+	h.reload(context.Background())
+	h.ready(2, 101)
+	h.exits(true, exited(100, 0))
+	h.exits(true, exited(100, 9)) // an orphan with the same pid
+	if g := h.gen(1); g.Exit != "exited with status 0" {
+		t.Fatalf("generation 1's exit: %q", g.Exit)
+	}
+	h.wantState("exited", "serving")
+	h.running()
+}
+
+// TestBatchWithReusedPid: exits reaped in one batch are all matched before
+// any is acted upon, so a generation started while handling the batch is
+// not taken for one of its pids.
+func TestBatchWithReusedPid(t *testing.T) {
+	h := serving(t, notifyOpts())
+	h.reload(context.Background()) // generation 2, pid 101
+	h.signal(unix.SIGHUP)          // queued: generation 3 when 2 ends
+	// Generation 2 fails before ready; generation 3 then gets pid 102,
+	// which the same wait4 batch reaped from an orphan.
+	h.exits(true, exited(101, 1), exited(102, 0))
+	h.wantState("serving", "failed", "starting")
+	if g := h.gen(3); g.Pid != 102 || g.Exit != "" {
+		t.Fatalf("generation 3: %+v, want pid 102 and alive", g)
+	}
+}
+
+// TestCheckForkFails: a readiness check that cannot be started fails the
+// upgrade cleanly; later reloads are not stuck behind it.
+func TestCheckForkFails(t *testing.T) {
+	opts := notifyOpts()
+	opts.Ready = Readiness{Mode: ReadyExec, Command: []string{"check"}}
+	h := newHarness(t, opts)
+	h.exits(true, exited(101, 0)) // generation 1's check passes
+	h.wantState("serving")
+	h.os.mu.Lock()
+	h.os.failWhen = func(s launch.Spec) error {
+		if s.Argv[0] == "check" {
+			return errFork
+		}
+		return nil
+	}
+	h.os.mu.Unlock()
+	res := h.answer(h.reload(context.Background()))
+	if res.err == nil || !strings.Contains(res.err.Error(), "generation 2: readiness check: fork") {
+		t.Fatalf("reload with a failing check: %+v", res)
+	}
+	h.wantState("serving", "failed")
+	h.os.mu.Lock()
+	h.os.failWhen = nil
+	h.os.mu.Unlock()
+	r := h.reload(context.Background())
+	h.wantState("serving", "failed", "starting")
+	h.do(func() {}) // generation 3 is pid 103, its check pid 104
+	h.exits(true, exited(104, 0))
+	if res := h.answer(r); res.gen != 3 {
+		t.Fatalf("next reload: %+v", res)
+	}
+}
+
+// TestNoUpgradeDuringCleanup: once the serving generation has exited, a
+// generation starting becomes nothing, even when its readiness delay
+// passes, and the reload queued behind it never starts.
+func TestNoUpgradeDuringCleanup(t *testing.T) {
+	opts := notifyOpts()
+	opts.Ready = Readiness{Mode: ReadyDelay, Delay: time.Second}
+	h := newHarness(t, opts)
+	h.advance(time.Second)
+	h.wantState("serving")
+	r := h.reload(context.Background())
+	h.signal(unix.SIGHUP)
+	h.exits(true, exited(100, 3)) // the serving generation ends
+	if res := h.answer(r); res.err == nil {
+		t.Fatalf("reload of an abandoned upgrade: %+v", res)
+	}
+	h.advance(2 * time.Second) // generation 2's readiness delay
+	h.wantState("exited", "failed")
+	if h.started() != 2 {
+		t.Fatalf("%d started: an upgrade ran during the cleanup", h.started())
+	}
+	var pending bool
+	h.do(func() { pending = h.s.pendingOn })
+	if pending {
+		t.Error("a reload is still queued")
+	}
+	if res := h.answer(h.reload(context.Background())); res.err == nil || !strings.Contains(res.err.Error(), "the application has exited") {
+		t.Errorf("reload during the cleanup: %+v", res)
+	}
+	h.exits(false, killed(101, unix.SIGTERM))
+	if e := h.ended(); e.Code() != 3 {
+		t.Fatalf("exit %v, want the serving generation's 3", e)
+	}
+}
+
+// TestOlderKeepDrainDeadline: when the serving generation exits while an
+// older one drains, the older one keeps its drain deadline instead of the
+// leftovers' kill timeout, and the container ends with the serving
+// generation's status.
+func TestOlderKeepDrainDeadline(t *testing.T) {
+	h := serving(t, notifyOpts())
+	h.reload(context.Background())
+	h.ready(2, 101) // generation 1 drains until 30 s from now
+	h.os.mu.Lock()
+	h.os.extra[1] = []int{200} // a worker of generation 1
+	h.os.others = []int{300}   // an orphan of nobody's
+	h.os.mu.Unlock()
+	mark := h.os.mark()
+	h.advance(time.Second)
+	h.exits(true, exited(101, 4)) // generation 2, serving, exits
+	if !h.os.hit(300, unix.SIGTERM, mark) {
+		t.Error("the orphan did not get SIGTERM")
+	}
+	h.advance(10 * time.Second) // past the 5 s kill timeout
+	if !h.os.hit(300, unix.SIGKILL, mark) {
+		t.Error("the orphan did not get SIGKILL at the kill timeout")
+	}
+	for _, pid := range []int{100, 200} {
+		if h.os.hit(pid, unix.SIGTERM, mark) || h.os.hit(pid, unix.SIGKILL, mark) {
+			t.Fatalf("generation 1's process %d was signalled before its drain deadline", pid)
+		}
+	}
+	h.advance(20 * time.Second) // generation 1's deadline
+	if !h.os.hit(100, unix.SIGKILL, mark) || !h.os.hit(200, unix.SIGKILL, mark) {
+		t.Fatal("generation 1 was not killed at its drain deadline")
+	}
+	h.exits(false, killed(100, unix.SIGKILL))
+	if e := h.ended(); e.Code() != 4 {
+		t.Fatalf("exit %v, want the serving generation's 4", e)
+	}
+}
+
+// TestFirstNeverReady: a reload while generation 1 starts waits for it;
+// when generation 1 misses its ready timeout the reload goes ahead, and a
+// generation that becomes ready replaces it.
+func TestFirstNeverReady(t *testing.T) {
+	h := newHarness(t, notifyOpts())
+	r := h.reload(context.Background())
+	gone, cancel := context.WithCancel(context.Background())
+	abandoned := h.reload(gone)
+	if q := h.status().Queued; q == nil || q.Waiters != 2 || !strings.Contains(q.Reason, "generation 1") {
+		t.Fatalf("queued: %+v", q)
+	}
+	cancel()
+	if res := h.answer(abandoned); !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("abandoned reload: %+v", res)
+	}
+	h.until("the abandoned reload to be dropped", func(s *Supervisor) bool { return len(s.pending) == 1 })
+	h.noAnswer(r)
+	h.advance(10 * time.Second) // generation 1's ready timeout
+	h.wantState("starting", "starting")
+	if g := h.gen(1); g.Reason != "generation 1 not ready after 10s" {
+		t.Errorf("generation 1: %+v", g)
+	}
+	h.ready(2, 101)
+	if res := h.answer(r); res.gen != 2 {
+		t.Fatalf("reload: %+v", res)
+	}
+	h.wantState("draining", "serving")
+}
+
+// TestUpgradeReadyTimeout: a new generation not ready in time is killed,
+// its reload fails, and the old one is untouched.
+func TestUpgradeReadyTimeout(t *testing.T) {
+	h := serving(t, notifyOpts())
+	r := h.reload(context.Background())
+	mark := h.os.mark()
+	h.advance(10 * time.Second)
+	if res := h.answer(r); res.err == nil || res.err.Error() != "generation 2 not ready after 10s" {
+		t.Fatalf("reload: %+v", res)
+	}
+	if !h.os.hit(101, unix.SIGKILL, mark) || h.os.hit(100, unix.SIGKILL, mark) || h.os.hit(100, unix.SIGTERM, mark) {
+		t.Fatalf("signals: %+v %+v", h.os.kills, h.os.signals)
+	}
+	h.wantState("serving", "failed")
+}
+
+// TestForward: other signals go to the serving generation, or its group.
+func TestForward(t *testing.T) {
+	for _, group := range []bool{false, true} {
+		opts := notifyOpts()
+		opts.SignalGroup = group
+		h := serving(t, opts)
+		mark := h.os.mark()
+		h.signal(unix.SIGUSR1)
+		want := 100
+		if group {
+			want = -100
+		}
+		h.os.mu.Lock()
+		got := h.os.kills[mark.kills:]
+		h.os.mu.Unlock()
+		if len(got) != 1 || got[0] != (sent{want, unix.SIGUSR1}) {
+			t.Errorf("group %v: sent %+v, want SIGUSR1 to %d", group, got, want)
+		}
+	}
+}
+
+// TestNoticeFromOutside: READY=1 from a process outside the generation is
+// ignored.
+func TestNoticeFromOutside(t *testing.T) {
+	h := newHarness(t, notifyOpts())
+	h.ready(1, 4242)
+	h.wantState("starting")
+	h.ready(1, 100)
+	h.wantState("serving")
+}

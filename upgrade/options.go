@@ -1,0 +1,142 @@
+package upgrade
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/internal/listen"
+	"github.com/tini-hot/tini-hot/reaper"
+	"golang.org/x/sys/unix"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultKillTimeout  = 5 * time.Second
+	DefaultReadyTimeout = 60 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+	DefaultDrainSignal  = unix.SIGTERM
+	DefaultReloadSignal = unix.SIGHUP
+	// DefaultMaxDraining bounds the generations still draining when a
+	// reload starts; one more reload is refused ("N generations still
+	// draining") rather than cutting their requests short.
+	DefaultMaxDraining = 4
+	// DefaultGracePeriod is Kubernetes' default
+	// terminationGracePeriodSeconds.
+	DefaultGracePeriod = 30 * time.Second
+)
+
+// NoReloadSignal in Options.ReloadSignal keeps tini's behaviour: the
+// reload signal is forwarded like any other.
+const NoReloadSignal = unix.Signal(-1)
+
+// KillMargin is how long before the end of the grace period tini-hot
+// sends SIGKILL to every process left, so that it exits, with a status,
+// before the kubelet's own SIGKILL: a tenth of the grace period, at least
+// 50 ms and at most 1 s.
+func KillMargin(grace time.Duration) time.Duration {
+	return min(max(grace/10, 50*time.Millisecond), time.Second)
+}
+
+// Options configures a Supervisor. The command line (internal/cli) fills
+// it directly, one flag per field.
+type Options struct {
+	// Command is the application and its arguments. Required.
+	Command []string
+	// Env is the application's environment; nil means os.Environ(). The
+	// socket-activation variables tini-hot itself may have inherited
+	// (LISTEN_*, NOTIFY_SOCKET) are replaced by its own.
+	Env []string
+	// Reaper collects exits and receives signals. Required.
+	Reaper *reaper.Reaper
+	// Listeners are handed to every generation as fds 3, 4, ...
+	Listeners []*listen.Listener
+	// Signals is the signal state the application starts with: what
+	// tini-hot inherited ([launch.CaptureSignals]). Zero: nothing
+	// ignored or blocked.
+	Signals launch.SignalState
+	// SignalGroup forwards signals to the application's process group
+	// instead of its main process (tini -g).
+	SignalGroup bool
+	// KillTimeout is the time from SIGTERM to SIGKILL for processes left
+	// when the serving generation has exited. Zero: DefaultKillTimeout.
+	KillTimeout time.Duration
+	// Ready says when a new generation is ready; zero: DefaultReadiness.
+	Ready Readiness
+	// ReadyTimeout fails a new generation not ready in time. Zero:
+	// DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// DrainSignal asks an old generation to finish and exit. Zero:
+	// DefaultDrainSignal.
+	DrainSignal unix.Signal
+	// DrainTimeout is how long an old generation may drain before its
+	// whole process tree gets SIGKILL. Zero: DefaultDrainTimeout.
+	DrainTimeout time.Duration
+	// ReloadSignal starts a reload; NoReloadSignal forwards it instead.
+	// Zero: DefaultReloadSignal.
+	ReloadSignal unix.Signal
+	// MaxDraining bounds the generations draining at once. Zero:
+	// DefaultMaxDraining.
+	MaxDraining int
+	// GracePeriod bounds the shutdown that SIGTERM starts: every process
+	// still alive KillMargin before it ends gets SIGKILL. It counts from
+	// the first termination notice, SIGTERM or a prestop request made
+	// within one grace period before SIGTERM, as the kubelet's clock
+	// does. Zero: DefaultGracePeriod.
+	GracePeriod time.Duration
+	// ShutdownDelay keeps the application serving after the first
+	// termination notice, while load balancers stop sending to it;
+	// generations get the drain signal only when it has passed and
+	// SIGTERM has come. Less than GracePeriod.
+	ShutdownDelay time.Duration
+	// WarnOnReap logs every reaped process that is not a generation's
+	// main process (tini -w).
+	WarnOnReap bool
+	// Logger receives the supervisor's messages; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate fills zero fields with their defaults and checks the rest. Its
+// errors are one line and name the option's flag.
+func (o *Options) Validate() error {
+	if len(o.Command) == 0 {
+		return fmt.Errorf("no command to supervise")
+	}
+	for _, d := range []struct {
+		flag string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"--kill-timeout", &o.KillTimeout, DefaultKillTimeout},
+		{"--ready-timeout", &o.ReadyTimeout, DefaultReadyTimeout},
+		{"--drain-timeout", &o.DrainTimeout, DefaultDrainTimeout},
+		{"--grace-period", &o.GracePeriod, DefaultGracePeriod},
+	} {
+		switch {
+		case *d.v < 0:
+			return fmt.Errorf("%s %v: must be positive", d.flag, *d.v)
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	if o.Ready.Mode == "" {
+		o.Ready = DefaultReadiness
+	}
+	if o.DrainSignal == 0 {
+		o.DrainSignal = DefaultDrainSignal
+	}
+	if o.ReloadSignal == 0 {
+		o.ReloadSignal = DefaultReloadSignal
+	}
+	switch {
+	case o.MaxDraining < 0:
+		return fmt.Errorf("--max-draining %d: must be at least 1", o.MaxDraining)
+	case o.MaxDraining == 0:
+		o.MaxDraining = DefaultMaxDraining
+	}
+	if o.ShutdownDelay < 0 || o.ShutdownDelay >= o.GracePeriod {
+		return fmt.Errorf("--shutdown-delay %v: must be at least 0 and less than --grace-period %v", o.ShutdownDelay, o.GracePeriod)
+	}
+	return nil
+}

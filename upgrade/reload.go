@@ -1,0 +1,191 @@
+package upgrade
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tini-hot/tini-hot/reaper"
+)
+
+// waiter is a reload request that wants an answer.
+type waiter struct {
+	waitDrained bool
+	reply       chan result // buffered: the owner never blocks
+	done        bool        // answered, or its caller left
+}
+
+// result is the answer to a reload: the generation now serving, or why
+// the reload failed.
+type result struct {
+	gen int
+	err error
+}
+
+// answer replies to w once; nil (a reload by signal) and a waiter whose
+// caller left are skipped.
+func (w *waiter) answer(gen int, err error) {
+	if w == nil || w.done {
+		return
+	}
+	w.done = true
+	w.reply <- result{gen, err}
+}
+
+// refuse answers every waiter in ws with the error msg.
+func refuse(ws []*waiter, msg string) {
+	for _, w := range ws {
+		w.answer(0, errors.New(msg))
+	}
+}
+
+// dropWaiter forgets w, whose caller stopped waiting.
+func (s *Supervisor) dropWaiter(w *waiter) {
+	w.done = true
+	gone := func(x *waiter) bool { return x == w }
+	s.pending = slices.DeleteFunc(s.pending, gone)
+	for _, g := range s.gens {
+		g.waiters = slices.DeleteFunc(g.waiters, gone)
+		g.drainWaiters = slices.DeleteFunc(g.drainWaiters, gone)
+	}
+}
+
+// reload starts an upgrade, or queues w for the one after the upgrade in
+// progress: requests that arrive during an upgrade, or while the first
+// generation is starting, are coalesced into at most one more. w is nil
+// for a reload by signal.
+func (s *Supervisor) reload(w *waiter) {
+	s.counters.Requested++
+	if s.closing() {
+		s.counters.Failed++
+		w.answer(0, errors.New(s.closedReason()))
+		return
+	}
+	if s.upgrading != nil || s.firstStarting() {
+		if s.pendingOn {
+			s.counters.Coalesced++
+		}
+		s.pendingOn = true
+		if w != nil {
+			s.pending = append(s.pending, w)
+		}
+		return
+	}
+	s.upgrade([]*waiter{w})
+}
+
+// firstStarting reports whether the first generation is starting and
+// still within its ready timeout: reloads wait for it.
+func (s *Supervisor) firstStarting() bool {
+	return s.current.state == stateStarting && !s.current.overdue
+}
+
+// upgrade starts a new generation for waiters.
+func (s *Supervisor) upgrade(waiters []*waiter) {
+	if n := s.draining(); n >= s.opts.MaxDraining {
+		s.counters.Failed++
+		refuse(waiters, fmt.Sprintf("%d generations still draining (--max-draining %d); retry later", n, s.opts.MaxDraining))
+		return
+	}
+	g, err := s.start()
+	if err != nil {
+		s.counters.Failed++
+		s.log.Error("reload failed", "err", err)
+		refuse(waiters, err.Error())
+		return
+	}
+	g.waiters = waiters
+	s.upgrading = g
+	s.watch(g)
+}
+
+// startPending starts the upgrade that reloads queued during the last one
+// asked for, once nothing is in the way.
+func (s *Supervisor) startPending() {
+	if !s.pendingOn || s.upgrading != nil || s.firstStarting() || s.closing() {
+		return
+	}
+	waiters := s.pending
+	s.pending, s.pendingOn = nil, false
+	if len(waiters) == 0 {
+		waiters = []*waiter{nil}
+	}
+	s.upgrade(waiters)
+}
+
+// draining counts generations whose main process still drains.
+func (s *Supervisor) draining() int {
+	n := 0
+	for _, g := range s.gens {
+		if g.state == stateDraining && !g.exited {
+			n++
+		}
+	}
+	return n
+}
+
+// ready hands over to g, the first generation or the upgrading one.
+func (s *Supervisor) ready(g *generation) {
+	if g.state != stateStarting || g.exited || s.ending() || (g != s.current && g != s.upgrading) {
+		return
+	}
+	g.stopTimers()
+	g.ready = s.sys.now()
+	g.state = stateServing
+	s.log.Info("generation ready", "generation", g.number, "pid", g.pid, "after", g.ready.Sub(g.started).Round(time.Millisecond))
+	if g == s.current {
+		// The first generation: nothing to hand over.
+		g.overdue, g.reason = false, ""
+		s.startPending()
+		return
+	}
+	old := s.current
+	s.current, s.upgrading = g, nil
+	s.counters.Succeeded++
+	s.drain(old)
+	for _, w := range g.waiters {
+		if w != nil && w.waitDrained && !old.exited {
+			old.drainWaiters = append(old.drainWaiters, w)
+			continue
+		}
+		w.answer(g.number, nil)
+	}
+	g.waiters = nil
+	s.startPending()
+}
+
+// drain asks g to finish and arms its deadline, when its whole tree is
+// killed.
+func (s *Supervisor) drain(g *generation) {
+	g.stopTimers()
+	g.state = stateDraining
+	s.log.Info("draining generation", "generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal), "timeout", s.opts.DrainTimeout)
+	s.send(g, s.opts.DrainSignal)
+	g.arm(s.after(s.opts.DrainTimeout, func() {
+		if g.state != stateDraining || g.exited {
+			return
+		}
+		if n := s.killTree(g); n > 0 {
+			s.log.Warn("drain timeout: killed generation", "generation", g.number, "processes", n)
+		}
+	}))
+}
+
+// failed kills the upgrading generation g, which did not become ready;
+// the serving one never notices.
+func (s *Supervisor) failed(g *generation, reason string) {
+	if g.state != stateStarting || g != s.upgrading || s.ending() {
+		return
+	}
+	g.stopTimers()
+	g.state, g.reason = stateFailed, reason
+	s.killTree(g)
+	s.log.Warn("reload failed", "reason", reason)
+	s.counters.Failed++
+	s.upgrading = nil
+	refuse(g.waiters, reason)
+	g.waiters = nil
+	s.forget()
+	s.startPending()
+}

@@ -1,0 +1,90 @@
+package upgrade
+
+import (
+	"os"
+	"time"
+
+	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/internal/proctree"
+	"github.com/tini-hot/tini-hot/reaper"
+	"golang.org/x/sys/unix"
+)
+
+// sys is the supervisor's private seam to the operating system: starting
+// and signalling processes, the process table, notify sockets and the
+// clock. Unit tests put fakes behind it and drive the state machine in
+// milliseconds, without processes; the real one is osSys.
+type sys struct {
+	now       func() time.Time
+	afterFunc func(d time.Duration, f func()) (stop func() bool)
+	start     func(launch.Spec) (pid int, err error)
+	// kill signals a pid, or a process group when pid is negative. It is
+	// only used for a generation's main process not yet reaped, whose
+	// pid cannot have been reused: only the supervisor reaps.
+	kill   func(pid int, sig unix.Signal) error
+	notify func(name string) (notifier, error)
+	// tree lists the live processes of generation gen, whose main
+	// process is pid (mainAlive: not reaped yet).
+	tree func(pid, gen int, mainAlive bool) []proctree.Process
+	// others lists every process left below the supervisor.
+	others func() []proctree.Process
+	// signal sends sig to each of ps that is still the same process and
+	// returns how many.
+	signal func(ps []proctree.Process, sig unix.Signal) int
+}
+
+// notifier is a generation's NOTIFY_SOCKET.
+type notifier interface {
+	// Env is the NOTIFY_SOCKET value.
+	Env() string
+	// Serve delivers the socket's notices to out, tagged with gen, until
+	// the socket is closed or done is.
+	Serve(gen int, out chan<- notifyEvent, done <-chan struct{})
+	Close() error
+}
+
+// reaperAPI is what the supervisor uses of a *reaper.Reaper.
+type reaperAPI interface {
+	Reapable() <-chan os.Signal
+	Terminations() <-chan os.Signal
+	Signals() <-chan os.Signal
+	Reap() (exits []reaper.Exit, children bool)
+	SignalAll(sig unix.Signal) (int, error)
+}
+
+// osSys is the real seam for a supervisor with pid self; init says
+// whether it is PID 1 of its namespace.
+func osSys(self int, init bool) sys {
+	return sys{
+		now: time.Now,
+		afterFunc: func(d time.Duration, f func()) func() bool {
+			return time.AfterFunc(d, f).Stop
+		},
+		start: launch.Start,
+		kill:  unix.Kill,
+		notify: func(name string) (notifier, error) {
+			return newNotifySocket(name)
+		},
+		tree: func(pid, gen int, mainAlive bool) []proctree.Process {
+			t, err := proctree.Snapshot()
+			if err != nil {
+				return nil
+			}
+			return t.Generation(self, pid, mainAlive, generationMarker(gen))
+		},
+		others: func() []proctree.Process {
+			t, err := proctree.Snapshot()
+			switch {
+			case err != nil:
+				return nil
+			case init:
+				// Every process of the namespace, including ones entered
+				// from outside it (kubectl exec), whose parent is not in
+				// it.
+				return t.Others(self)
+			}
+			return t.Descendants(self)
+		},
+		signal: proctree.SignalAll,
+	}
+}
