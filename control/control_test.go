@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tini-hot/tini-hot/internal/wait"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -195,18 +197,6 @@ func listenBlocking(t *testing.T) (*Server, *blocking) {
 	return s, b
 }
 
-// until polls cond every 5 ms for up to 10 s.
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // probe asks for a probe with a 1 s budget, as a kubelet's exec probe.
 func probe(t *testing.T, path string) {
 	t.Helper()
@@ -232,7 +222,7 @@ func TestAbandonedRequests(t *testing.T) {
 			t.Fatalf("reload %d: %v, want a timeout", i, err)
 		}
 	}
-	until(t, "every abandoned reload's handler to end", func() bool {
+	wait.Until(t, "every abandoned reload's handler to end", func() bool {
 		return b.gone.Load() == b.started.Load() && b.waiting.Load() == 0
 	})
 	if n := b.started.Load(); n <= maxWaiting {
@@ -319,7 +309,7 @@ func TestCloseIsPrompt(t *testing.T) {
 		defer c.Close()
 		go func() { _, _ = Do(context.Background(), s.Path(), Request{Op: OpReload}) }()
 	}
-	until(t, "10 reloads waiting", func() bool { return b.waiting.Load() == 10 })
+	wait.Until(t, "10 reloads waiting", func() bool { return b.waiting.Load() == 10 })
 	start := time.Now()
 	s.Close()
 	if took := time.Since(start); took > time.Second {
@@ -338,7 +328,7 @@ func TestTooManyWaiting(t *testing.T) {
 	for i := 0; i < maxWaiting; i++ {
 		go func() { _, _ = Do(ctx, s.Path(), Request{Op: OpReload}) }()
 	}
-	until(t, "the reloads to wait", func() bool { return b.waiting.Load() == maxWaiting })
+	wait.Until(t, "the reloads to wait", func() bool { return b.waiting.Load() == maxWaiting })
 	resp, err := Do(context.Background(), s.Path(), Request{Op: OpReload})
 	if err != nil || !strings.HasPrefix(resp.Error, "busy:") {
 		t.Fatalf("one reload too many: %+v, %v", resp, err)

@@ -31,6 +31,14 @@
 // reload starts a generation that replaces it when ready. The caller of
 // [Supervisor.Reload] may stop waiting at any time: the reload goes on.
 //
+// New capabilities are inputs to this loop, not new owners of its state:
+// a file watcher or a metrics endpoint lives in a package of its own and
+// calls the typed methods (Reload on a change; Status for figures, which
+// never blocks the loop for long); what the container and each generation
+// use (cgroups, /proc) comes from a package of its own that the supervisor
+// asks before an upgrade; a restart policy is a decision in reap, in a
+// file of its own next to shutdown.go.
+//
 // When the serving generation exits and other processes remain (orphans it
 // left, daemons it started, setsid grandchildren), each gets SIGTERM, and
 // SIGKILL once [Options.KillTimeout] has passed; generations still

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/tini-hot/tini-hot/internal/wait"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,18 +28,6 @@ func pids(ps []Process) []int {
 		out[i] = p.Pid
 	}
 	return out
-}
-
-// until polls cond every 10 ms for up to 10 s.
-func until(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // start runs sh -c script in its own group with env added; cleanup kills
@@ -73,7 +61,7 @@ func start(t *testing.T, script string, env ...string) *exec.Cmd {
 func TestDescendants(t *testing.T) {
 	cmd := start(t, "sleep 30 & setsid sleep 30 & wait")
 	var got []Process
-	until(t, "three descendants", func() bool {
+	wait.Until(t, "three descendants", func() bool {
 		got = snapshot(t).Descendants(os.Getpid())
 		return len(got) >= 3
 	})
@@ -89,7 +77,7 @@ func TestGeneration(t *testing.T) {
 	mine := start(t, "setsid sleep 30 & sleep 30 & wait", "TINI_HOT_GENERATION=77")
 	other := start(t, "setsid sleep 30 & sleep 30 & wait", "TINI_HOT_GENERATION=78")
 	var tree []int
-	until(t, "generation 77's three processes", func() bool {
+	wait.Until(t, "generation 77's three processes", func() bool {
 		tree = pids(snapshot(t).Generation(os.Getpid(), mine.Process.Pid, true, "TINI_HOT_GENERATION=77"))
 		return len(tree) == 3
 	})
@@ -110,7 +98,7 @@ func TestGeneration(t *testing.T) {
 func TestSignalChecksIdentity(t *testing.T) {
 	cmd := start(t, "sleep 30")
 	var p Process
-	until(t, "the sleep in /proc", func() bool {
+	wait.Until(t, "the sleep in /proc", func() bool {
 		var ok bool
 		p, ok = snapshot(t)[cmd.Process.Pid]
 		return ok
