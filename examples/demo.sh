@@ -62,3 +62,8 @@ kill -TERM "$pid"
 wait "$pid" && status=0 || status=$?
 pid=
 echo "   tini-hot exited with status $status"
+if [ "$status" != 0 ]; then
+	echo "== log of tini-hot and the demo server" >&2
+	cat "$dir/log" >&2
+	exit 1
+fi

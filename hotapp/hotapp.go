@@ -172,6 +172,11 @@ func Serve(ctx context.Context, srv *http.Server, ls []Listener, opts Options) e
 	for _, l := range ls {
 		_ = l.Close() // errors: already closed by a failed Serve
 	}
+	// Let every srv.Serve see its listener closed and return: until then
+	// the server still tracks the listener, and Shutdown would close it
+	// again and fail with "use of closed network connection". Requests
+	// in flight go on; Shutdown waits for them below.
+	wg.Wait()
 	draining.Store(true)
 	_ = Notify("STOPPING=1")
 	sctx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)
@@ -199,7 +204,6 @@ wait:
 	}
 	// Shutdown closes what is still idle and waits for active requests.
 	err := srv.Shutdown(sctx)
-	wg.Wait()
 	if serveErr != nil {
 		return serveErr
 	}

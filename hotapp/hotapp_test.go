@@ -157,3 +157,46 @@ func TestNotifyWithoutSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// lateListener reports its closing from Accept only after a while, as a
+// busy machine may schedule http.Server.Serve's goroutine late.
+type lateListener struct{ net.Listener }
+
+func (l lateListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	return c, err
+}
+
+// TestServeCleanWhenServeIsLate: a drain whose Serve goroutine has not
+// yet seen its listener closed still ends cleanly (it once returned "use
+// of closed network connection" from Shutdown, and the demo exited 1).
+func TestServeCleanWhenServeIsLate(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, &http.Server{Handler: http.NotFoundHandler()}, []Listener{{Name: "web", Listener: lateListener{ln}}}, Options{IdleGrace: time.Millisecond})
+	}()
+	// Serving: a connection is accepted.
+	c, err := net.DialTimeout("tcp", ln.Addr().String(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve after a drain: %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
