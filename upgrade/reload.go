@@ -83,7 +83,7 @@ func (s *Supervisor) firstStarting() bool {
 
 // upgrade starts a new generation for waiters.
 func (s *Supervisor) upgrade(waiters []*waiter) {
-	if n := s.draining(); n >= s.opts.MaxDraining {
+	if n := len(s.draining()); n >= s.opts.MaxDraining {
 		s.counters.Failed++
 		refuse(waiters, fmt.Sprintf("%d generations still draining (--max-draining %d); retry later", n, s.opts.MaxDraining))
 		return
@@ -114,15 +114,17 @@ func (s *Supervisor) startPending() {
 	s.upgrade(waiters)
 }
 
-// draining counts generations whose main process still drains.
-func (s *Supervisor) draining() int {
-	n := 0
+// draining lists the generations whose main process still drains. At
+// the end, they keep their drain deadline rather than the leftovers' kill
+// timeout (see sweep).
+func (s *Supervisor) draining() []*generation {
+	var out []*generation
 	for _, g := range s.gens {
 		if g.state == stateDraining && !g.exited {
-			n++
+			out = append(out, g)
 		}
 	}
-	return n
+	return out
 }
 
 // ready hands over to g, the first generation or the upgrading one.
@@ -155,13 +157,20 @@ func (s *Supervisor) ready(g *generation) {
 	s.startPending()
 }
 
+// beginDrain asks g to finish: its timers stop (a ready timeout, a
+// readiness delay) and it gets the drain signal. logArgs add to the log
+// line.
+func (s *Supervisor) beginDrain(g *generation, logArgs ...any) {
+	g.stopTimers()
+	g.state = stateDraining
+	s.log.Info("draining generation", append([]any{"generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal)}, logArgs...)...)
+	s.send(g, s.opts.DrainSignal)
+}
+
 // drain asks g to finish and arms its deadline, when its whole tree is
 // killed.
 func (s *Supervisor) drain(g *generation) {
-	g.stopTimers()
-	g.state = stateDraining
-	s.log.Info("draining generation", "generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal), "timeout", s.opts.DrainTimeout)
-	s.send(g, s.opts.DrainSignal)
+	s.beginDrain(g, "timeout", s.opts.DrainTimeout)
 	g.arm(s.after(s.opts.DrainTimeout, func() {
 		if g.state != stateDraining || g.exited {
 			return

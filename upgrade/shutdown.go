@@ -117,10 +117,7 @@ func (s *Supervisor) drainAll() {
 	}
 	for _, g := range s.gens {
 		if !g.exited && (g.state == stateStarting || g.state == stateServing) {
-			g.stopTimers() // a ready timeout or readiness delay; the grace period rules now
-			g.state = stateDraining
-			s.log.Info("draining generation", "generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal))
-			s.send(g, s.opts.DrainSignal)
+			s.beginDrain(g) // no deadline of its own: the grace period rules now
 		}
 	}
 }
@@ -130,15 +127,8 @@ func (s *Supervisor) drainAll() {
 func (s *Supervisor) killAtDeadline() {
 	s.log.Warn("grace period ending: killing every process left", "grace_period", s.opts.GracePeriod)
 	s.killing = true
-	s.killAll()
+	s.sweep(unix.SIGKILL) // everything: the deadline spares no generation
 	s.pollKill()
-}
-
-// killAll sends SIGKILL to every process below the supervisor.
-func (s *Supervisor) killAll() {
-	if _, err := s.r.SignalAll(unix.SIGKILL); err != nil {
-		s.log.Warn("kill remaining processes", "err", err)
-	}
 }
 
 // reap collects exits and decides whether the container ends: when the
@@ -234,23 +224,11 @@ func (s *Supervisor) pollKill() {
 	})
 }
 
-// keep lists the generations still draining from an upgrade: at the end
-// they keep their drain deadline rather than the leftovers' kill timeout.
-func (s *Supervisor) keep() []*generation {
-	var out []*generation
-	for _, g := range s.gens {
-		if g.state == stateDraining && !g.exited {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
 // sweep sends sig to every process left but the trees of the generations
 // still draining (all of them once the grace period's deadline has come)
 // and returns how many it signalled (1 for "some", as PID 1).
 func (s *Supervisor) sweep(sig unix.Signal) int {
-	keep := s.keep()
+	keep := s.draining()
 	if len(keep) == 0 || (s.stopping && s.killing) {
 		n, err := s.r.SignalAll(sig)
 		if err != nil {
