@@ -97,26 +97,20 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Validate fills zero fields with their defaults and checks the rest. Its
-// errors are one line and name the option's flag.
-func (o *Options) Validate() error {
-	if len(o.Command) == 0 {
-		return fmt.Errorf("no command to supervise")
-	}
+// SetDefaults gives every zero field that has a default its Default…
+// value. Validate calls it; the command line calls it first, so that its
+// flags start from the same defaults.
+func (o *Options) SetDefaults() {
 	for _, d := range []struct {
-		flag string
-		v    *time.Duration
-		def  time.Duration
+		v   *time.Duration
+		def time.Duration
 	}{
-		{"--kill-timeout", &o.KillTimeout, DefaultKillTimeout},
-		{"--ready-timeout", &o.ReadyTimeout, DefaultReadyTimeout},
-		{"--drain-timeout", &o.DrainTimeout, DefaultDrainTimeout},
-		{"--grace-period", &o.GracePeriod, DefaultGracePeriod},
+		{&o.KillTimeout, DefaultKillTimeout},
+		{&o.ReadyTimeout, DefaultReadyTimeout},
+		{&o.DrainTimeout, DefaultDrainTimeout},
+		{&o.GracePeriod, DefaultGracePeriod},
 	} {
-		switch {
-		case *d.v < 0:
-			return fmt.Errorf("%s %v: must be positive", d.flag, *d.v)
-		case *d.v == 0:
+		if *d.v == 0 {
 			*d.v = d.def
 		}
 	}
@@ -129,11 +123,33 @@ func (o *Options) Validate() error {
 	if o.ReloadSignal == 0 {
 		o.ReloadSignal = DefaultReloadSignal
 	}
-	switch {
-	case o.MaxDraining < 0:
-		return fmt.Errorf("--max-draining %d: must be at least 1", o.MaxDraining)
-	case o.MaxDraining == 0:
+	if o.MaxDraining == 0 {
 		o.MaxDraining = DefaultMaxDraining
+	}
+}
+
+// Validate fills zero fields with their defaults and checks the rest. Its
+// errors are one line and name the option's flag.
+func (o *Options) Validate() error {
+	if len(o.Command) == 0 {
+		return fmt.Errorf("no command to supervise")
+	}
+	o.SetDefaults()
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--kill-timeout", o.KillTimeout},
+		{"--ready-timeout", o.ReadyTimeout},
+		{"--drain-timeout", o.DrainTimeout},
+		{"--grace-period", o.GracePeriod},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %v: must be positive", d.flag, d.v)
+		}
+	}
+	if o.MaxDraining < 0 {
+		return fmt.Errorf("--max-draining %d: must be at least 1", o.MaxDraining)
 	}
 	if o.ShutdownDelay < 0 || o.ShutdownDelay >= o.GracePeriod {
 		return fmt.Errorf("--shutdown-delay %v: must be at least 0 and less than --grace-period %v", o.ShutdownDelay, o.GracePeriod)

@@ -72,8 +72,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	fs.SetOutput(io.Discard) // errors are printed by run, in one line
 	cfg.Flags = fs
 
-	o.KillTimeout, o.ReadyTimeout, o.DrainTimeout, o.GracePeriod = upgrade.DefaultKillTimeout, upgrade.DefaultReadyTimeout, upgrade.DefaultDrainTimeout, upgrade.DefaultGracePeriod
-	o.DrainSignal, o.ReloadSignal, o.Ready, o.MaxDraining = upgrade.DefaultDrainSignal, upgrade.DefaultReloadSignal, upgrade.DefaultReadiness, upgrade.DefaultMaxDraining
+	o.SetDefaults() // the flags' defaults, shown by --help
 	fs.BoolVarP(&cfg.Help, "help", "h", false, "show this help and exit")
 	fs.BoolVar(&cfg.Version, "version", false, "print the version and exit")
 	fs.BoolVarP(&cfg.Subreaper, "subreaper", "s", false, "register as a child subreaper (always done when not PID 1; accepted for tini compatibility)")
