@@ -13,8 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
+	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
 )
@@ -312,33 +312,11 @@ const sigparentEnv = "SIGPARENT_TINI_CONF=1"
 // Then it execs its arguments.
 func helperSigparent() int {
 	runtime.LockOSThread()
-	type sigaction struct {
-		handler  uintptr
-		flags    uint64
-		restorer uintptr
-		mask     uint64
+	var state launch.SignalState // nothing ignored, nothing blocked
+	if os.Getenv(strings.Split(sigparentEnv, "=")[0]) != "" {
+		state = launch.SignalState{Ignored: mask(parentIgnores...), Blocked: mask(parentBlocks...)}
 	}
-	tiniConf := os.Getenv(strings.Split(sigparentEnv, "=")[0]) != ""
-	ignored := uint64(0)
-	if tiniConf {
-		ignored = mask(parentIgnores...)
-	}
-	for sig := 1; sig <= 64; sig++ {
-		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
-			continue
-		}
-		act := sigaction{} // SIG_DFL
-		if ignored&(1<<(sig-1)) != 0 {
-			act.handler = 1 // SIG_IGN
-		}
-		// EINVAL: a number the kernel does not take; nothing to set.
-		_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act)), 0, 8, 0, 0)
-	}
-	var set unix.Sigset_t
-	if tiniConf {
-		set.Val[0] = mask(parentBlocks...)
-	}
-	if err := unix.PthreadSigmask(unix.SIG_SETMASK, &set, nil); err != nil {
+	if err := state.Apply(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}

@@ -111,7 +111,7 @@ func Main() {
 func execCommand(nfiles int, sigs SignalState, argv []string) int {
 	// The signal mask and the exec belong to one thread.
 	runtime.LockOSThread()
-	if err := sigs.apply(); err != nil {
+	if err := sigs.Apply(); err != nil {
 		fmt.Fprintf(os.Stderr, "tini-hot: exec %s: set signals: %v\n", argv[0], err)
 		return 126
 	}

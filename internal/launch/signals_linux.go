@@ -84,11 +84,13 @@ func CaptureSignals() (SignalState, error) {
 	return s, nil
 }
 
-// apply gives every signal in s.Ignored the SIG_IGN disposition and every
-// other its default, and sets the calling thread's mask to s.Blocked.
-// Handlers are reset by execve anyway; this matters for ignored signals,
-// which execve keeps, as it keeps the mask.
-func (s SignalState) apply() error {
+// Apply gives every signal in s.Ignored the SIG_IGN disposition and every
+// other its default, and sets the calling thread's mask to s.Blocked: the
+// state a program exec'd next by this thread starts with. Handlers are
+// reset by execve anyway; this matters for ignored signals, which execve
+// keeps, as it keeps the mask. Call it with the thread locked
+// (runtime.LockOSThread), just before the exec.
+func (s SignalState) Apply() error {
 	for sig := 1; sig <= sigMax; sig++ {
 		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
 			continue
