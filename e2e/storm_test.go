@@ -55,6 +55,19 @@ func TestGunicorn(t *testing.T) {
 	}
 	t.Logf("gunicorn: 5 reloads under load, %d requests, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
 
+	// A gunicorn worker that gets SIGTERM before it has set its signal
+	// handlers loses it, and its master then waits its 30 s graceful
+	// timeout (gunicorn's own race, seen under load): SIGTERM only once
+	// both workers of generation 6 have answered, so are past their boot.
+	fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	workers := map[string]bool{}
+	waitFor(t, "both workers of generation 6 to answer", func() (int, bool) {
+		if body, err := get(fresh, url); err == nil && strings.HasSuffix(body, "gen:6") {
+			workers[strings.Fields(body)[0]] = true
+		}
+		return len(workers), len(workers) == 2
+	})
+
 	slow, _ := slowRequest(t, url, 2, p.stderr.String)
 	term := time.Now()
 	p.signal(syscall.SIGTERM)
