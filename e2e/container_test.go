@@ -9,10 +9,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/cli"
+	"github.com/tini-hot/tini-hot/upgrade"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/yaml"
@@ -95,10 +97,19 @@ func mustOutput(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
-// buildImages builds both targets of the repository's Dockerfile. The
-// images stay, so that the next run reuses their layers.
+// imagesBuilt is set once buildImages has built the images in this run.
+var imagesBuilt atomic.Bool
+
+// buildImages builds both targets of the repository's Dockerfile, once
+// per run. The images stay, so that the next run reuses their layers.
 func buildImages(t *testing.T) {
 	t.Helper()
+	helpersMu.Lock()
+	defer helpersMu.Unlock()
+	if imagesBuilt.Load() {
+		return
+	}
+	defer func() { imagesBuilt.Store(!t.Failed()) }()
 	importBuildImage(t)
 	goproxy := strings.TrimSpace(mustOutput(t, "go", "env", "GOPROXY"))
 	for _, target := range []struct{ name, tag string }{{"demo", demoImage}, {"tini-hot", binImage}} {
@@ -278,4 +289,45 @@ func TestContainer(t *testing.T) {
 		t.Logf("in-flight %v request answered; preStop took %v; container exited 0 %v after preStop began (grace %ds)",
 			slowFor, prestop.Round(time.Millisecond), took.Round(time.Millisecond), grace)
 	})
+}
+
+// TestContainerMemory runs the demo, holding 50 MiB, in a container
+// limited to 96 MiB: status reports the limit, and the default
+// --on-low-memory refuse declines a reload that does not fit.
+func TestContainerMemory(t *testing.T) {
+	requirePodman(t)
+	buildImages(t)
+	addr := freeAddr(t)
+	name := fmt.Sprintf("tini-hot-e2e-mem-%d", os.Getpid())
+	podman(t, "run", "-d", "--name", name, "--memory", "96m", "-p", addr+":8080", "-e", "DEMO_HOLD_MIB=50", demoImage)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := podmanCode("logs", name)
+			t.Logf("container log:\n%s", out)
+		}
+		_, _ = podmanCode("rm", "-f", "-t", "0", name)
+	})
+	c := &container{t: t, name: name, url: "http://" + addr + "/"}
+	waitFor(t, "the demo to answer", func() (string, bool) {
+		body, err := get(http.DefaultClient, c.url)
+		return body, err == nil
+	})
+	out, code := c.exec("/tini-hot", "status", "--json")
+	var st upgrade.Status
+	if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+		t.Fatalf("status: %d %v: %s", code, err, out)
+	}
+	if st.Container.Cgroup == "none" || st.Container.MemoryLimitBytes != 96<<20 || st.Container.MemoryUsageBytes == 0 {
+		t.Fatalf("container figures %+v", st.Container)
+	}
+	pid := pidOf(t, c.url)
+	out, code = c.exec("/tini-hot", "reload")
+	if code != 1 || !strings.Contains(out, "not enough memory for a second generation: limit 96 MiB") {
+		t.Fatalf("reload: %d %s", code, out)
+	}
+	if now := pidOf(t, c.url); now != pid {
+		t.Fatalf("pid %s, want %s serving on", now, pid)
+	}
+	table, _ := c.exec("/tini-hot", "status")
+	t.Logf("reload refused: %s\nstatus:\n%s", out, table)
 }

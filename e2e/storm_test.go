@@ -114,20 +114,19 @@ func TestReloadStorm(t *testing.T) {
 		t.Errorf("%d generations serving, want 1: %+v", serving, st.Generations)
 	}
 	// The kernel merges a SIGHUP into one still pending, so tini-hot may
-	// receive fewer than 200. Every one it received started an upgrade,
-	// was folded into the next, or was refused because --max-draining
-	// old generations still drained: how many of each depends on the
-	// machine's speed, so only the sum is checked.
+	// receive fewer than 200. Every one it received started an upgrade
+	// (perhaps after waiting for a draining generation at the
+	// --max-draining bound) or was folded into the next: how many of
+	// each depends on the machine's speed, so only the sum is checked.
 	r := st.Reloads
 	r.Requested -= warm.Requested
 	r.Succeeded -= warm.Succeeded
 	r.Coalesced -= warm.Coalesced
-	r.Failed -= warm.Failed
-	if r.Requested < 1 || r.Requested > 200 || r.Succeeded < 1 || r.Succeeded+r.Coalesced+r.Failed != r.Requested {
-		t.Errorf("storm's reload counters %+v (total %+v): want 1 to 200 requested, each an upgrade, coalesced or refused", r, st.Reloads)
+	if r.Requested < 1 || r.Requested > 200 || r.Succeeded < 1 || r.Succeeded+r.Coalesced != r.Requested || st.Reloads.Failed+st.Reloads.Refused != 0 {
+		t.Errorf("storm's reload counters %+v (total %+v): want 1 to 200 requested, each an upgrade or coalesced", r, st.Reloads)
 	}
 	for _, g := range st.Generations {
-		if g.State == "failed" && !strings.Contains(g.Reason, "still draining") {
+		if g.State == "failed" {
 			t.Errorf("generation %d failed: %s", g.Number, g.Reason)
 		}
 	}

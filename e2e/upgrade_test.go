@@ -180,11 +180,13 @@ func TestSeedDemo(t *testing.T) {
 // load runs HTTP clients until stop is closed and counts answers.
 type load struct {
 	ok, failed atomic.Int64
-	mu         sync.Mutex
-	errs       []string
-	gens       map[string]bool
-	wg         sync.WaitGroup
-	stop       chan struct{}
+	// longest is the longest request, in nanoseconds.
+	longest atomic.Int64
+	mu      sync.Mutex
+	errs    []string
+	gens    map[string]bool
+	wg      sync.WaitGroup
+	stop    chan struct{}
 }
 
 // startLoad starts fresh clients that open a new connection per request
@@ -199,7 +201,13 @@ func startLoad(url string, fresh, keepAlive int) *load {
 				return
 			default:
 			}
+			start := time.Now()
 			body, err := get(c, url)
+			for d := int64(time.Since(start)); ; {
+				if old := l.longest.Load(); d <= old || l.longest.CompareAndSwap(old, d) {
+					break
+				}
+			}
 			if err != nil {
 				l.failed.Add(1)
 				l.mu.Lock()

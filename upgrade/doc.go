@@ -14,9 +14,11 @@
 //
 // The files follow its concerns: supervisor.go (the loop, timers, the
 // methods), generation.go (start, readiness, exits), reload.go (reloads
-// and the handover), shutdown.go (SIGTERM, prestop, the end), status.go,
-// and sys.go, the private seam to the operating system that the unit
-// tests replace with fakes.
+// and the handover), memory.go (the memory headroom before an upgrade,
+// OOM kills named), restart.go (a generation started in place of the
+// serving one: --on-low-memory restart), shutdown.go (SIGTERM, prestop,
+// the end), status.go, and sys.go, the private seam to the operating
+// system that the unit tests replace with fakes.
 //
 // Pids: a generation's main process is signalled by pid only until the
 // supervisor has reaped it; the supervisor is the only reaper, so until
@@ -25,19 +27,22 @@
 // processes are found only by their TINI_HOT_GENERATION marker and
 // signalled through pidfds (internal/proctree).
 //
-// Reloads during an upgrade are coalesced into at most one more; a reload
+// Reloads during an upgrade are coalesced into at most one more, and so
+// are reloads that wait for draining generations to exit (the
+// --max-draining bound, or the memory a second generation needs); a reload
 // while the first generation starts waits until it is ready, or until its
 // ready timeout, after which the first generation keeps running and the
 // reload starts a generation that replaces it when ready. The caller of
 // [Supervisor.Reload] may stop waiting at any time: the reload goes on.
 //
 // New capabilities are inputs to this loop, not new owners of its state:
-// a file watcher or a metrics endpoint lives in a package of its own and
-// calls the typed methods (Reload on a change; Status for figures, which
-// never blocks the loop for long); what the container and each generation
-// use (cgroups, /proc) comes from a package of its own that the supervisor
-// asks before an upgrade; a restart policy is a decision in reap, in a
-// file of its own next to shutdown.go.
+// a file watcher or the metrics endpoint (internal/metrics) lives in a
+// package of its own and calls the typed methods (Reload on a change;
+// Status for figures: the loop only copies its state, and /proc and the
+// cgroup are read outside it); what the container and each generation use
+// comes from internal/usage, which the supervisor asks before an upgrade;
+// a restart is a generation started in place of the serving one
+// (restart.go), decided in reap.
 //
 // When the serving generation exits and other processes remain (orphans it
 // left, daemons it started, setsid grandchildren), each gets SIGTERM, and

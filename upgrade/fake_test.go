@@ -8,6 +8,7 @@ import (
 
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/proctree"
+	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -87,6 +88,40 @@ type fakeOS struct {
 	signals  []sent        // through the process table
 	extra    map[int][]int // more processes of generation N
 	others   []int         // processes below the supervisor not in any generation
+	// The container's memory and each pid's anonymous memory.
+	mem  usage.Memory
+	anon map[int]uint64
+}
+
+func (o *fakeOS) memory() (usage.Memory, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.mem, nil
+}
+
+func (o *fakeOS) figures(ps []proctree.Process) usage.Figures {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	f := usage.Figures{Processes: len(ps), Threads: len(ps)}
+	for _, p := range ps {
+		f.AnonBytes += o.anon[p.Pid]
+	}
+	return f
+}
+
+// setMemory sets the container's limit, working set and OOM kills, in
+// MiB for the first two.
+func (o *fakeOS) setMemory(limit, workingSet, oomKills uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.mem = usage.Memory{Limit: limit << 20, WorkingSet: workingSet << 20, OOMKills: oomKills}
+}
+
+// setAnon gives pid n MiB of anonymous memory.
+func (o *fakeOS) setAnon(pid int, n uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.anon[pid] = n << 20
 }
 
 type sent struct {

@@ -54,9 +54,15 @@ type generation struct {
 	// overdue: the first generation missed its ready timeout; reloads no
 	// longer wait for it.
 	overdue bool
-	notify  notifier
-	check   int      // pid of the running exec readiness check, 0 if none
-	timers  []*timer // its timers: stopped when its state changes
+	// reload: started for a reload (counted in ReloadCounters);
+	// replacing: started as the serving generation in place of one that
+	// ended (a restart); retry: if it fails before ready, the command is
+	// started once more. oom: the OOM killer ended its main process.
+	reload, replacing, retry, oom bool
+	drainStart                    time.Time // when it got the drain signal
+	notify                        notifier
+	check                         int      // pid of the running exec readiness check, 0 if none
+	timers                        []*timer // its timers: stopped when its state changes
 	// waiters get the result of the upgrade to this generation;
 	// drainWaiters the end of this generation's drain.
 	waiters      []*waiter
@@ -168,8 +174,12 @@ func (s *Supervisor) readyTimeout(g *generation) {
 		return
 	}
 	reason := fmt.Sprintf("generation %d not ready after %v", g.number, s.opts.ReadyTimeout)
-	if g != s.current {
+	switch {
+	case g != s.current:
 		s.failed(g, reason)
+		return
+	case g.retry:
+		s.replacementFailed(g, reason)
 		return
 	}
 	g.overdue, g.reason = true, reason
@@ -187,6 +197,7 @@ func (s *Supervisor) handleExits(exits []reaper.Exit) {
 		check bool
 	}
 	var ms []match
+	s.reaped += uint64(len(exits))
 	for _, e := range exits {
 		g, check := s.owner(e.Pid)
 		switch {
@@ -231,6 +242,10 @@ func (s *Supervisor) owner(pid int) (g *generation, check bool) {
 func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 	s.log.Info("generation ended", "generation", g.number, "pid", e.Pid, "state", g.state.String(), "how", e.String())
 	g.stopTimers()
+	s.oomKilled(g, e)
+	if !g.drainStart.IsZero() {
+		s.drainTimes.observe(g.ended.Sub(g.drainStart))
+	}
 	switch {
 	case s.finishing:
 		if g.state != stateFailed {
@@ -238,8 +253,13 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 		}
 		// What it left is left over now.
 		s.sweep(unix.SIGTERM)
+	case g == s.current && g.retry && g.state == stateStarting && !s.stopping:
+		s.replacementFailed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
 	case g == s.current && !s.stopping:
-		g.state = stateExited // ends the container: see reap
+		if g.state != stateFailed {
+			g.state = stateExited
+		}
+		// This ends the container, unless a restart is due: see reap.
 	case g.state == stateStarting && !s.stopping:
 		s.failed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
 	case g.state == stateDraining:
@@ -249,6 +269,7 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 		}
 		g.drainWaiters = nil
 		s.forget()
+		s.startPending() // it may have been waiting for this one
 	default:
 		// A failed generation, or any during the shutdown.
 		if g.state != stateFailed {

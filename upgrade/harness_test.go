@@ -39,7 +39,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 	h := &harness{
 		t:     t,
 		clock: &fakeClock{now: time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)},
-		os:    &fakeOS{nextPid: 100, extra: map[int][]int{}},
+		os:    &fakeOS{nextPid: 100, extra: map[int][]int{}, anon: map[int]uint64{}},
 		r:     &fakeReaper{never: make(chan os.Signal), children: true},
 		exit:  make(chan reaper.Exit, 1),
 	}
@@ -52,6 +52,9 @@ func newHarness(t *testing.T, opts Options) *harness {
 		tree:      h.os.tree,
 		others:    h.os.othersList,
 		signal:    h.os.signal,
+		cgroup:    "v2",
+		memory:    h.os.memory,
+		figures:   h.os.figures,
 	}
 	s, err := newSupervisor(opts, h.r, sys, 1)
 	if err != nil {

@@ -103,7 +103,8 @@ func TestCoalescing(t *testing.T) {
 }
 
 // TestMaxDraining: with old generations still draining up to the bound,
-// a reload is refused and nothing starts.
+// a reload waits, by command or by signal, and starts as soon as one of
+// them has exited.
 func TestMaxDraining(t *testing.T) {
 	opts := notifyOpts()
 	opts.MaxDraining = 2
@@ -116,20 +117,34 @@ func TestMaxDraining(t *testing.T) {
 		}
 	}
 	h.wantState("draining", "draining", "serving")
-	res := h.answer(h.reload(context.Background()))
-	if res.err == nil || res.err.Error() != "2 generations still draining (--max-draining 2); retry later" {
-		t.Fatalf("reload at the bound: %+v", res)
-	}
+	r := h.reload(context.Background())
+	h.signal(unix.SIGHUP)
+	h.noAnswer(r)
 	if h.started() != 3 {
 		t.Errorf("%d started, want 3", h.started())
 	}
-	// One drained: the next reload goes.
+	if q := h.status().Queued; q == nil || q.Waiters != 1 || q.Reason != "waiting for one of 2 draining generations to exit (--max-draining 2)" {
+		t.Fatalf("queued: %+v", q)
+	}
+	// One drained (its deadline would do too): the queued reload goes.
 	h.exits(true, exited(100, 0))
-	r := h.reload(context.Background())
+	h.wantState("exited", "draining", "serving", "starting")
 	h.ready(4, 103)
-	if res := h.answer(r); res.gen != 4 {
+	if res := h.answer(r); res.gen != 4 || res.err != nil {
 		t.Fatalf("reload after a drain: %+v", res)
 	}
+	// The SIGHUP was coalesced into it: nothing more is queued.
+	if st := h.status(); st.Queued != nil || st.Reloads.Coalesced != 1 || st.Reloads.Succeeded != 3 {
+		t.Fatalf("after: %+v", st)
+	}
+	// A reload at the bound by signal alone is not lost either: generation
+	// 2's drain deadline ends it, and the upgrade starts.
+	h.signal(unix.SIGHUP)
+	h.wantState("exited", "draining", "draining", "serving")
+	h.advance(opts.DrainTimeout)
+	h.exits(true, killed(101, unix.SIGKILL))
+	h.ready(5, 104)
+	h.wantState("exited", "exited", "draining", "draining", "serving")
 }
 
 // TestPidReuse: a generation's drain deadline never fires after it has

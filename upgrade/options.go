@@ -7,6 +7,7 @@ import (
 
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/listen"
+	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -19,13 +20,38 @@ const (
 	DefaultDrainSignal  = unix.SIGTERM
 	DefaultReloadSignal = unix.SIGHUP
 	// DefaultMaxDraining bounds the generations still draining when a
-	// reload starts; one more reload is refused ("N generations still
-	// draining") rather than cutting their requests short.
+	// reload starts; one more reload waits until one of them has exited
+	// rather than cut their requests short.
 	DefaultMaxDraining = 4
 	// DefaultGracePeriod is Kubernetes' default
 	// terminationGracePeriodSeconds.
 	DefaultGracePeriod = 30 * time.Second
 )
+
+// LowMemory is what a reload does when the container's memory cannot hold
+// a second generation next to the serving one (Options.OnLowMemory).
+type LowMemory string
+
+const (
+	// LowMemoryRefuse fails the reload; the serving generation serves
+	// on. The default.
+	LowMemoryRefuse LowMemory = "refuse"
+	// LowMemoryRestart drains the serving generation fully, then starts
+	// the new one on the held sockets: a gap in service (connections
+	// wait in the kernel's backlog), and no way back to the old process.
+	LowMemoryRestart LowMemory = "restart"
+	// LowMemoryIgnore upgrades anyway.
+	LowMemoryIgnore LowMemory = "ignore"
+)
+
+// ParseLowMemory checks an --on-low-memory value.
+func ParseLowMemory(s string) (LowMemory, error) {
+	switch m := LowMemory(s); m {
+	case LowMemoryRefuse, LowMemoryRestart, LowMemoryIgnore:
+		return m, nil
+	}
+	return "", fmt.Errorf("%q: must be refuse, restart or ignore", s)
+}
 
 // NoReloadSignal in Options.ReloadSignal keeps tini's behaviour: the
 // reload signal is forwarded like any other.
@@ -90,6 +116,14 @@ type Options struct {
 	// generations get the drain signal only when it has passed and
 	// SIGTERM has come. Less than GracePeriod.
 	ShutdownDelay time.Duration
+	// Container is the container's memory cgroup, read before every
+	// upgrade and for status; nil: none, every upgrade fits.
+	Container *usage.Container
+	// OnLowMemory says what a reload does when the serving generation's
+	// anonymous memory does not fit below the container's limit next to
+	// what is used, even once the generations still draining are gone.
+	// Zero: LowMemoryRefuse.
+	OnLowMemory LowMemory
 	// WarnOnReap logs every reaped process that is not a generation's
 	// main process (tini -w).
 	WarnOnReap bool
@@ -126,6 +160,9 @@ func (o *Options) SetDefaults() {
 	if o.MaxDraining == 0 {
 		o.MaxDraining = DefaultMaxDraining
 	}
+	if o.OnLowMemory == "" {
+		o.OnLowMemory = LowMemoryRefuse
+	}
 }
 
 // Validate fills zero fields with their defaults and checks the rest. Its
@@ -150,6 +187,9 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxDraining < 0 {
 		return fmt.Errorf("--max-draining %d: must be at least 1", o.MaxDraining)
+	}
+	if _, err := ParseLowMemory(string(o.OnLowMemory)); err != nil {
+		return fmt.Errorf("--on-low-memory %v", err)
 	}
 	if o.ShutdownDelay < 0 || o.ShutdownDelay >= o.GracePeriod {
 		return fmt.Errorf("--shutdown-delay %v: must be at least 0 and less than --grace-period %v", o.ShutdownDelay, o.GracePeriod)

@@ -58,36 +58,72 @@ func (s *Supervisor) dropWaiter(w *waiter) {
 func (s *Supervisor) reload(w *waiter) {
 	s.counters.Requested++
 	if s.closing() {
-		s.counters.Failed++
+		s.counters.Refused++
 		w.answer(0, errors.New(s.closedReason()))
 		return
 	}
-	if s.upgrading != nil || s.firstStarting() {
+	if s.busy() || s.pendingOn {
 		if s.pendingOn {
 			s.counters.Coalesced++
 		}
-		s.pendingOn = true
-		if w != nil {
-			s.pending = append(s.pending, w)
-		}
+		s.queue([]*waiter{w}, s.waitReason)
 		return
 	}
 	s.upgrade([]*waiter{w})
 }
 
-// firstStarting reports whether the first generation is starting and
-// still within its ready timeout: reloads wait for it.
+// firstStarting reports whether the serving generation is a first one (or
+// a restart's) starting and still within its ready timeout: reloads wait
+// for it.
 func (s *Supervisor) firstStarting() bool {
 	return s.current.state == stateStarting && !s.current.overdue
 }
 
-// upgrade starts a new generation for waiters.
+// busy reports whether an upgrade cannot start now: one is in progress,
+// the first generation is starting, or a restart is under way.
+func (s *Supervisor) busy() bool {
+	return s.upgrading != nil || s.firstStarting() || s.replace != nil
+}
+
+// queue makes waiters wait for the next upgrade; reason says why it
+// waits for generations to drain ("" while something else is in the way).
+func (s *Supervisor) queue(waiters []*waiter, reason string) {
+	s.pendingOn, s.waitReason = true, reason
+	for _, w := range waiters {
+		if w != nil && !w.done {
+			s.pending = append(s.pending, w)
+		}
+	}
+}
+
+// upgrade starts a new generation for waiters, or queues them until
+// enough generations have drained: below the --max-draining bound, and
+// with the memory for a second generation. An upgrade that cannot fit in
+// memory even then is refused, or done by restart, as OnLowMemory says.
 func (s *Supervisor) upgrade(waiters []*waiter) {
 	if n := len(s.draining()); n >= s.opts.MaxDraining {
-		s.counters.Failed++
-		refuse(waiters, fmt.Sprintf("%d generations still draining (--max-draining %d); retry later", n, s.opts.MaxDraining))
+		reason := fmt.Sprintf("waiting for one of %d draining generations to exit (--max-draining %d)", n, s.opts.MaxDraining)
+		s.log.Info("reload queued", "reason", reason)
+		s.queue(waiters, reason)
 		return
 	}
+	switch f, msg := s.headroom(); {
+	case f == fitsLater:
+		s.log.Info("reload queued", "reason", msg)
+		s.queue(waiters, msg)
+		return
+	case f == fitsNever && s.opts.OnLowMemory == LowMemoryRestart:
+		s.waitReason = ""
+		s.restart(waiters, msg)
+		return
+	case f == fitsNever:
+		s.waitReason = ""
+		s.counters.Refused++
+		s.log.Warn("reload refused", "reason", msg)
+		refuse(waiters, refuseMemory(msg))
+		return
+	}
+	s.waitReason = ""
 	g, err := s.start()
 	if err != nil {
 		s.counters.Failed++
@@ -95,7 +131,7 @@ func (s *Supervisor) upgrade(waiters []*waiter) {
 		refuse(waiters, err.Error())
 		return
 	}
-	g.waiters = waiters
+	g.waiters, g.reload = waiters, true
 	s.upgrading = g
 	s.watch(g)
 }
@@ -103,7 +139,7 @@ func (s *Supervisor) upgrade(waiters []*waiter) {
 // startPending starts the upgrade that reloads queued during the last one
 // asked for, once nothing is in the way.
 func (s *Supervisor) startPending() {
-	if !s.pendingOn || s.upgrading != nil || s.firstStarting() || s.closing() {
+	if !s.pendingOn || s.busy() || s.closing() {
 		return
 	}
 	waiters := s.pending
@@ -135,10 +171,18 @@ func (s *Supervisor) ready(g *generation) {
 	g.stopTimers()
 	g.ready = s.sys.now()
 	g.state = stateServing
+	s.readyTimes.observe(g.ready.Sub(g.started))
 	s.log.Info("generation ready", "generation", g.number, "pid", g.pid, "after", g.ready.Sub(g.started).Round(time.Millisecond))
 	if g == s.current {
-		// The first generation: nothing to hand over.
+		// The first generation, or a restart's: nothing to hand over.
 		g.overdue, g.reason = false, ""
+		if g.reload {
+			s.counters.Succeeded++
+		}
+		for _, w := range g.waiters {
+			w.answer(g.number, nil)
+		}
+		g.waiters = nil
 		s.startPending()
 		return
 	}
@@ -162,7 +206,7 @@ func (s *Supervisor) ready(g *generation) {
 // line.
 func (s *Supervisor) beginDrain(g *generation, logArgs ...any) {
 	g.stopTimers()
-	g.state = stateDraining
+	g.state, g.drainStart = stateDraining, s.sys.now()
 	s.log.Info("draining generation", append([]any{"generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal)}, logArgs...)...)
 	s.send(g, s.opts.DrainSignal)
 }

@@ -64,7 +64,7 @@ func (s *Supervisor) announce(by string) {
 	s.announced, s.announcedBy = s.sys.now(), by
 	s.log.Info("termination announced", "by", by)
 	refuse(s.pending, s.closedReason())
-	s.pending, s.pendingOn = nil, false
+	s.pending, s.pendingOn, s.waitReason = nil, false, ""
 }
 
 // prestop is the preStop hook's notice.
@@ -91,6 +91,11 @@ func (s *Supervisor) shutdown() {
 	}
 	s.stopping = true
 	s.announce("SIGTERM")
+	if r := s.replace; r != nil {
+		s.log.Warn("restart abandoned: shutting down", "reason", r.why)
+		refuse(r.waiters, "restart abandoned: shutting down")
+		s.replace = nil
+	}
 	s.deadline = s.announced.Add(s.opts.GracePeriod - KillMargin(s.opts.GracePeriod))
 	s.after(s.deadline.Sub(now), s.killAtDeadline)
 	if g := s.upgrading; g != nil {
@@ -137,10 +142,11 @@ func (s *Supervisor) killAtDeadline() {
 func (s *Supervisor) reap() {
 	exits, children := s.r.Reap()
 	s.handleExits(exits)
+	s.replaceNow()
 	switch {
 	case s.finishing:
 		s.over = !children
-	case s.current.exited && !s.stopping, s.stopping && s.allExited():
+	case s.current.exited && !s.stopping && s.replace == nil, s.stopping && s.allExited():
 		s.finish(children)
 	}
 }
@@ -181,7 +187,7 @@ func (s *Supervisor) finish(children bool) {
 		}
 	}
 	refuse(s.pending, "shutting down")
-	s.pending, s.pendingOn = nil, false
+	s.pending, s.pendingOn, s.waitReason = nil, false, ""
 	if !children {
 		s.over = true
 		return

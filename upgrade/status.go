@@ -1,10 +1,47 @@
 package upgrade
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
+
+// Histogram counts durations in seconds by upper bound, cumulatively, as
+// a Prometheus histogram does.
+type Histogram struct {
+	Count uint64  `json:"count"`
+	Sum   float64 `json:"sum"`
+	// Counts[i] counts the observations of at most Bounds[i] seconds.
+	Bounds []float64 `json:"bounds"`
+	Counts []uint64  `json:"counts"`
+}
+
+// durationBounds are the histograms' upper bounds, in seconds: from a
+// fast app's readiness to a long drain.
+var durationBounds = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300}
+
+func newHistogram() Histogram {
+	return Histogram{Bounds: durationBounds, Counts: make([]uint64, len(durationBounds))}
+}
+
+func (h *Histogram) observe(d time.Duration) {
+	v := d.Seconds()
+	h.Count++
+	h.Sum += v
+	for i, b := range h.Bounds {
+		if v <= b {
+			h.Counts[i]++
+		}
+	}
+}
+
+// clone is a copy that shares nothing with h.
+func (h Histogram) clone() Histogram {
+	h.Counts = slices.Clone(h.Counts)
+	return h
+}
 
 // Status describes the supervisor: the document `tini-hot status --json`
 // prints.
@@ -17,6 +54,40 @@ type Status struct {
 	Generations []GenerationStatus `json:"generations"`
 	Listeners   []ListenerStatus   `json:"listeners"`
 	Reloads     ReloadCounters     `json:"reloads"`
+	Container   ContainerStatus    `json:"container"`
+	// Reaped counts the processes reaped since start: the generations'
+	// main processes, their readiness checks and every orphan.
+	Reaped uint64 `json:"reaped"`
+	// ReadySeconds is the time from start to ready of every generation
+	// that became ready; DrainSeconds from the drain signal to the exit
+	// of every generation that drained.
+	ReadySeconds Histogram `json:"ready_seconds"`
+	DrainSeconds Histogram `json:"drain_seconds"`
+}
+
+// ContainerStatus is the container's memory cgroup.
+type ContainerStatus struct {
+	// Cgroup is "v1", "v2" or "none".
+	Cgroup string `json:"cgroup"`
+	// MemoryLimitBytes is the limit, 0 for none.
+	MemoryLimitBytes uint64 `json:"memory_limit_bytes"`
+	// MemoryUsageBytes is the working set: usage minus inactive file
+	// cache.
+	MemoryUsageBytes uint64 `json:"memory_usage_bytes"`
+	OOMKills         uint64 `json:"oom_kills"`
+	// Error says why the figures could not be read.
+	Error string `json:"error,omitempty"`
+}
+
+// GenerationUsage is what a live generation's process tree uses.
+type GenerationUsage struct {
+	// MemoryBytes is the anonymous resident memory (RssAnon) of its
+	// processes: what a second generation would need next to it.
+	MemoryBytes uint64  `json:"memory_bytes"`
+	Processes   int     `json:"processes"`
+	Threads     int     `json:"threads"`
+	FDs         int     `json:"fds"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
 }
 
 // QueuedStatus is an upgrade waiting to start.
@@ -42,6 +113,10 @@ type GenerationStatus struct {
 	Reason string `json:"reason,omitempty"`
 	// AppStatus is the last STATUS= the application sent.
 	AppStatus string `json:"app_status,omitempty"`
+	// OOMKilled: the OOM killer ended its main process.
+	OOMKilled bool `json:"oom_killed,omitempty"`
+	// What its processes use, while its main process lives.
+	*GenerationUsage
 }
 
 // ListenerStatus is a held socket: its name and the address bound (with
@@ -58,23 +133,53 @@ type ReloadCounters struct {
 	// Coalesced counts requests folded into an upgrade already queued.
 	Coalesced int `json:"coalesced"`
 	Succeeded int `json:"succeeded"`
-	Failed    int `json:"failed"`
+	// Failed counts upgrades whose new generation failed (or could not
+	// be started); Refused the reloads refused before any start: while
+	// the container terminates, or without memory for a second
+	// generation.
+	Failed  int `json:"failed"`
+	Refused int `json:"refused"`
+}
+
+// Status reports the supervisor, its generations and, read outside the
+// supervisor's loop, what the container and each live generation use.
+func (s *Supervisor) Status(ctx context.Context) (Status, error) {
+	var st Status
+	if err := s.call(ctx, func() { st = s.status() }); err != nil {
+		return st, err
+	}
+	for i, g := range st.Generations {
+		if g.Ended != nil || g.State == stateFailed.String() {
+			continue
+		}
+		f := s.sys.figures(s.sys.tree(g.Pid, g.Number, true))
+		st.Generations[i].GenerationUsage = &GenerationUsage{MemoryBytes: f.AnonBytes, Processes: f.Processes, Threads: f.Threads, FDs: f.FDs, CPUSeconds: f.CPUSeconds}
+	}
+	st.Container.Cgroup = s.sys.cgroup
+	if m, err := s.sys.memory(); err != nil {
+		st.Container.Error = err.Error()
+	} else {
+		st.Container.MemoryLimitBytes, st.Container.MemoryUsageBytes, st.Container.OOMKills = m.Limit, m.WorkingSet, m.OOMKills
+	}
+	return st, nil
 }
 
 // status reports the supervisor.
 func (s *Supervisor) status() Status {
-	st := Status{Pid: s.self, State: "running", Reloads: s.counters}
+	st := Status{Pid: s.self, State: "running", Reloads: s.counters, Reaped: s.reaped, ReadySeconds: s.readyTimes.clone(), DrainSeconds: s.drainTimes.clone()}
 	switch {
 	case s.closing():
 		st.State = s.closedReason()
 	case s.upgrading != nil:
 		st.State = "upgrading"
+	case s.replace != nil || (s.current.replacing && s.current.state == stateStarting):
+		st.State = "restarting"
 	}
 	if s.pendingOn {
 		st.Queued = &QueuedStatus{Waiters: len(s.pending), Reason: s.queuedReason()}
 	}
 	for _, g := range s.gens {
-		gs := GenerationStatus{Number: g.number, Pid: g.pid, State: g.state.String(), Started: g.started, Reason: g.reason, AppStatus: g.appStatus}
+		gs := GenerationStatus{Number: g.number, Pid: g.pid, State: g.state.String(), Started: g.started, Reason: g.reason, AppStatus: g.appStatus, OOMKilled: g.oom}
 		if !g.ready.IsZero() {
 			t := g.ready
 			gs.Ready = &t
@@ -93,8 +198,15 @@ func (s *Supervisor) status() Status {
 
 // queuedReason says what the queued upgrade waits for.
 func (s *Supervisor) queuedReason() string {
-	if g := s.upgrading; g != nil {
-		return fmt.Sprintf("waiting for generation %d to become ready", g.number)
+	switch {
+	case s.upgrading != nil:
+		return fmt.Sprintf("waiting for generation %d to become ready", s.upgrading.number)
+	case s.replace != nil:
+		return "waiting for the restart to end: " + s.replace.why
+	case s.current.replacing && s.firstStarting():
+		return fmt.Sprintf("waiting for generation %d to become ready", s.current.number)
+	case s.waitReason != "":
+		return s.waitReason
 	}
 	return fmt.Sprintf("waiting for generation %d to become ready (or for --ready-timeout %v)", s.current.number, s.opts.ReadyTimeout)
 }

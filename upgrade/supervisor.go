@@ -38,6 +38,17 @@ type Supervisor struct {
 	pendingOn bool          // a reload asked for the next upgrade
 	next      int
 	counters  ReloadCounters
+	// waitReason says why the queued upgrade waits for draining
+	// generations to exit; replace is the generation to start once the
+	// serving one is gone (see restart.go).
+	waitReason string
+	replace    *replacement
+	// Figures for status and metrics.
+	reaped     uint64
+	readyTimes Histogram
+	drainTimes Histogram
+	// oomSeen is the container's OOM-kill count last read.
+	oomSeen uint64
 	// announced is when termination was first announced (prestop or
 	// SIGTERM) and by what; stopping is set by SIGTERM, deadline is when
 	// every process left gets SIGKILL.
@@ -61,7 +72,7 @@ func New(opts Options) (*Supervisor, error) {
 		return nil, errors.New("no reaper")
 	}
 	self := os.Getpid()
-	return newSupervisor(opts, opts.Reaper, osSys(self, opts.Reaper.IsInit()), self)
+	return newSupervisor(opts, opts.Reaper, osSys(self, opts.Reaper.IsInit(), opts.Container), self)
 }
 
 // newSupervisor is New with the seam and the reaper given: the unit tests'
@@ -79,15 +90,17 @@ func newSupervisor(opts Options, r reaperAPI, sys sys, self int) (*Supervisor, e
 		log = slog.Default()
 	}
 	return &Supervisor{
-		opts:    opts,
-		log:     log,
-		sys:     sys,
-		r:       r,
-		self:    self,
-		do:      make(chan func()),
-		notices: make(chan notifyEvent, 16),
-		done:    make(chan struct{}),
-		next:    1,
+		opts:       opts,
+		log:        log,
+		sys:        sys,
+		r:          r,
+		self:       self,
+		do:         make(chan func()),
+		notices:    make(chan notifyEvent, 16),
+		done:       make(chan struct{}),
+		next:       1,
+		readyTimes: newHistogram(),
+		drainTimes: newHistogram(),
 	}, nil
 }
 
@@ -96,6 +109,9 @@ func newSupervisor(opts Options, r reaperAPI, sys sys, self int) (*Supervisor, e
 // generation's exit. An error means the application could not be started.
 func (s *Supervisor) Run() (reaper.Exit, error) {
 	defer close(s.done)
+	if m, err := s.sys.memory(); err == nil {
+		s.oomSeen = m.OOMKills
+	}
 	g, err := s.start()
 	if err != nil {
 		return reaper.Exit{}, err
@@ -204,13 +220,6 @@ func (s *Supervisor) Reload(ctx context.Context, waitDrained bool) (int, error) 
 			return 0, ErrStopped
 		}
 	}
-}
-
-// Status reports the supervisor and its generations.
-func (s *Supervisor) Status(ctx context.Context) (Status, error) {
-	var st Status
-	err := s.call(ctx, func() { st = s.status() })
-	return st, err
 }
 
 // Probe answers a readiness probe: the serving generation's number while

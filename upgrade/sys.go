@@ -6,6 +6,7 @@ import (
 
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/proctree"
+	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -31,6 +32,12 @@ type sys struct {
 	// signal sends sig to each of ps that is still the same process and
 	// returns how many.
 	signal func(ps []proctree.Process, sig unix.Signal) int
+	// cgroup is the container's cgroup version ("v1", "v2", "none");
+	// memory reads its memory now.
+	cgroup string
+	memory func() (usage.Memory, error)
+	// figures reads what ps use.
+	figures func(ps []proctree.Process) usage.Figures
 }
 
 // notifier is a generation's NOTIFY_SOCKET.
@@ -52,9 +59,9 @@ type reaperAPI interface {
 	SignalAll(sig unix.Signal) (int, error)
 }
 
-// osSys is the real seam for a supervisor with pid self; init says
-// whether it is PID 1 of its namespace.
-func osSys(self int, init bool) sys {
+// osSys is the real seam for a supervisor with pid self in container c;
+// init says whether it is PID 1 of its namespace.
+func osSys(self int, init bool, c *usage.Container) sys {
 	return sys{
 		now: time.Now,
 		afterFunc: func(d time.Duration, f func()) func() bool {
@@ -86,5 +93,14 @@ func osSys(self int, init bool) sys {
 			return t.Descendants(self)
 		},
 		signal: proctree.SignalAll,
+		cgroup: c.Version(),
+		memory: c.Memory,
+		figures: func(ps []proctree.Process) usage.Figures {
+			pids := make([]int, len(ps))
+			for i, p := range ps {
+				pids[i] = p.Pid
+			}
+			return usage.Processes(pids)
+		},
 	}
 }

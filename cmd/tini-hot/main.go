@@ -22,6 +22,8 @@ import (
 	"github.com/tini-hot/tini-hot/internal/cli"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/listen"
+	"github.com/tini-hot/tini-hot/internal/metrics"
+	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/reaper"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
@@ -103,9 +105,20 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	}
 	opts := cfg.Supervisor
 	opts.Reaper, opts.Listeners, opts.Signals, opts.Logger = r, listeners, inherited, log
+	opts.Container, err = usage.Detect()
+	if err != nil {
+		log.Info("no memory cgroup: reloads do not check memory", "err", err)
+	}
 	sup, err := upgrade.New(opts)
 	if err != nil {
 		return fail(err)
+	}
+	if cfg.Metrics != "" {
+		srv, err := metrics.Listen(cfg.Metrics, sup.Status, log)
+		if err != nil {
+			return fail(err)
+		}
+		defer srv.Close()
 	}
 	// The control socket is a convenience: without it SIGHUP still
 	// reloads, so failing to create it (read-only root filesystem) is a

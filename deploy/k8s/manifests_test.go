@@ -161,6 +161,23 @@ func TestDeployment(t *testing.T) {
 			t.Errorf("-l %s: port %s is no containerPort (%v)", l, port, ports)
 		}
 	}
+	// The metrics endpoint is a container port, and the scrape
+	// annotations name it.
+	if cfg.Metrics != "" {
+		_, port, _ := net.SplitHostPort(cfg.Metrics)
+		a := d.Spec.Template.Annotations
+		if n, _ := strconv.Atoi(port); ports["metrics"] != int32(n) {
+			t.Errorf("--metrics %s: want a containerPort named metrics on port %s, have %v", cfg.Metrics, port, ports)
+		}
+		if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || a["prometheus.io/path"] != "/metrics" {
+			t.Errorf("scrape annotations %v do not point at --metrics %s /metrics", a, cfg.Metrics)
+		}
+	}
+	// Two generations overlap during an upgrade: a memory limit makes
+	// tini-hot check that the second fits.
+	if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+		t.Error("no resources.limits.memory: the headroom check before an upgrade has nothing to check against")
+	}
 	svc := m.services[0]
 	for k, v := range svc.Spec.Selector {
 		if pod := d.Spec.Template.Labels[k]; pod != v {

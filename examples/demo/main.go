@@ -1,7 +1,8 @@
 // Command demo is the hot-upgrade demo server: GET /?sleep=N sleeps N
 // seconds and answers "ospid:PID gen:N". It takes its listener from
 // tini-hot (LISTEN_FDS), or binds :8080 (or $ADDR) when run alone,
-// notifies READY=1 and drains correctly on SIGTERM. Each request that
+// notifies READY=1 and drains correctly on SIGTERM. DEMO_HOLD_MIB=N makes it
+// hold N MiB of anonymous memory. Each request that
 // sleeps is logged when it starts, so that a test or a person can see
 // which process took it.
 package main
@@ -18,6 +19,9 @@ import (
 
 	"github.com/tini-hot/tini-hot/hotapp"
 )
+
+// held is the memory DEMO_HOLD_MIB asks for.
+var held []byte
 
 func main() {
 	ls, err := hotapp.Listeners()
@@ -36,6 +40,18 @@ func main() {
 		ls = []hotapp.Listener{{Name: "http", Listener: l}}
 	}
 	gen := os.Getenv("TINI_HOT_GENERATION")
+	if s := os.Getenv("DEMO_HOLD_MIB"); s != "" {
+		// A bigger application, to show the memory headroom check: hold
+		// this many MiB of anonymous memory for the process's life.
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			log.Fatalf("DEMO_HOLD_MIB=%s: want a number of MiB", s)
+		}
+		held = make([]byte, n<<20)
+		for i := 0; i < len(held); i += 4096 {
+			held[i] = 1
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if s := r.URL.Query().Get("sleep"); s != "" {

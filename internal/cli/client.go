@@ -206,8 +206,19 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 
 func printStatus(w io.Writer, st *upgrade.Status) {
 	r := st.Reloads
-	fmt.Fprintf(w, "tini-hot pid %d, %s; reloads: %d requested, %d coalesced, %d succeeded, %d failed\n",
-		st.Pid, st.State, r.Requested, r.Coalesced, r.Succeeded, r.Failed)
+	fmt.Fprintf(w, "tini-hot pid %d, %s; reloads: %d requested, %d coalesced, %d succeeded, %d failed, %d refused\n",
+		st.Pid, st.State, r.Requested, r.Coalesced, r.Succeeded, r.Failed, r.Refused)
+	c := st.Container
+	switch {
+	case c.Error != "":
+		fmt.Fprintf(w, "container: cgroup %s, memory unknown: %s\n", c.Cgroup, c.Error)
+	case c.Cgroup != "none":
+		limit := "no limit"
+		if c.MemoryLimitBytes != 0 {
+			limit = "limit " + mib(c.MemoryLimitBytes)
+		}
+		fmt.Fprintf(w, "container: cgroup %s, memory %s, working set %s, %d OOM kills\n", c.Cgroup, limit, mib(c.MemoryUsageBytes), c.OOMKills)
+	}
 	if q := st.Queued; q != nil {
 		fmt.Fprintf(w, "queued upgrade (%d waiting): %s\n", q.Waiters, q.Reason)
 	}
@@ -215,7 +226,7 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 		fmt.Fprintf(w, "listener %s %s\n", l.Name, l.Address)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GEN\tPID\tSTATE\tSTARTED\tREADY\tEND")
+	fmt.Fprintln(tw, "GEN\tPID\tSTATE\tSTARTED\tREADY\tMEMORY\tPROCS\tTHREADS\tFDS\tCPU\tEND")
 	for _, g := range st.Generations {
 		ready, end := "-", "-"
 		if g.Ready != nil {
@@ -227,7 +238,14 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 		if g.Reason != "" {
 			end = g.Reason
 		}
-		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\n", g.Number, g.Pid, g.State, g.Started.Format(time.RFC3339), ready, strings.TrimSpace(end))
+		use := "-\t-\t-\t-\t-"
+		if u := g.GenerationUsage; u != nil {
+			use = fmt.Sprintf("%s\t%d\t%d\t%d\t%.2fs", mib(u.MemoryBytes), u.Processes, u.Threads, u.FDs, u.CPUSeconds)
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", g.Number, g.Pid, g.State, g.Started.Format(time.RFC3339), ready, use, strings.TrimSpace(end))
 	}
 	_ = tw.Flush() // writes to w; errors are w's
 }
+
+// mib formats a byte count in MiB, one decimal.
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

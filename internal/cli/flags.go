@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"slices"
 	"sort"
 	"strconv"
@@ -39,7 +40,9 @@ type Config struct {
 	PdeathSignal unix.Signal
 	Listen       []listen.Spec
 	Control      string
-	Supervisor   upgrade.Options
+	// Metrics is the address of the Prometheus endpoint, "" for none.
+	Metrics    string
+	Supervisor upgrade.Options
 	// Subcommand is reload, status, probe or prestop, with its arguments
 	// in Args; "" supervises Supervisor.Command.
 	Subcommand string
@@ -88,9 +91,11 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	fs.Var(&signalValue{sig: &o.DrainSignal}, "drain-signal", "`SIGNAL` that tells an old generation to finish its requests and exit")
 	fs.Var(positive(&o.DrainTimeout), "drain-timeout", "an old generation still alive after this is killed, whole process tree")
 	fs.Var(&signalValue{sig: &o.ReloadSignal, allowNone: true}, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")
-	fs.Var(&countValue{n: &o.MaxDraining}, "max-draining", "reloads are refused while this many old generations still drain")
+	fs.Var(&countValue{n: &o.MaxDraining}, "max-draining", "a reload waits while this many old generations still drain")
 	fs.Var(positive(&o.GracePeriod), "grace-period", "after SIGTERM (or a prestop just before it), processes still alive get SIGKILL shortly before `D` has passed, so tini-hot exits first; set it to terminationGracePeriodSeconds")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving for `D`, not ready, before draining")
+	fs.Var(&lowMemoryValue{m: &o.OnLowMemory}, "on-low-memory", "when a second generation does not fit below the container's memory limit: refuse the reload, restart (drain the old one first: a gap in service) or ignore")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port), GET /metrics")
 	fs.StringVar(&cfg.Control, "control", DefaultControl, "control socket `PATH` (reload, status, probe, prestop)")
 	cfg.Verbosity = 1
 
@@ -120,6 +125,11 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 		return nil, errors.New("no command given: usage is tini-hot [flags] -- COMMAND [ARG...]")
 	}
 	o.Command = rest
+	if cfg.Metrics != "" {
+		if _, _, err := net.SplitHostPort(cfg.Metrics); err != nil {
+			return nil, fmt.Errorf("--metrics %q: want HOST:PORT, e.g. :9090", cfg.Metrics)
+		}
+	}
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -324,6 +334,21 @@ func (v *countValue) Set(s string) error {
 
 func (v *countValue) String() string { return strconv.Itoa(*v.n) }
 func (v *countValue) Type() string   { return "N" }
+
+// lowMemoryValue is the --on-low-memory flag.
+type lowMemoryValue struct{ m *upgrade.LowMemory }
+
+func (v *lowMemoryValue) Set(s string) error {
+	m, err := upgrade.ParseLowMemory(s)
+	if err != nil {
+		return err
+	}
+	*v.m = m
+	return nil
+}
+
+func (v *lowMemoryValue) String() string { return string(*v.m) }
+func (v *lowMemoryValue) Type() string   { return "MODE" }
 
 // readyValue is the --ready flag.
 type readyValue struct{ r *upgrade.Readiness }

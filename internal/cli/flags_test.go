@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,9 +48,13 @@ func TestParseEnv(t *testing.T) {
 	cfg, err := Parse([]string{"app"}, env(map[string]string{
 		"TINI_SUBREAPER": "", "TINI_KILL_PROCESS_GROUP": "", "TINI_VERBOSITY": "0",
 		"TINI_HOT_KILL_TIMEOUT": "3s", "TINI_HOT_REMAP_EXIT": "4",
+		"TINI_HOT_ON_LOW_MEMORY": "restart", "TINI_HOT_METRICS": ":9090",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Supervisor.OnLowMemory != upgrade.LowMemoryRestart || cfg.Metrics != ":9090" {
+		t.Errorf("--on-low-memory %q, --metrics %q from the environment", cfg.Supervisor.OnLowMemory, cfg.Metrics)
 	}
 	if !cfg.Subreaper || !cfg.Supervisor.SignalGroup || cfg.Verbosity != 0 || cfg.Supervisor.KillTimeout != 3*time.Second || !cfg.Remap[4] {
 		t.Errorf("environment not applied: %+v", cfg)
@@ -62,7 +67,7 @@ func TestParseEnv(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"--"}, {"--nope", "app"}, {"-e", "256", "app"}, {"-e", "x", "app"}, {"-p", "NOPE", "app"}, {"--kill-timeout", "0s", "app"}} {
+	for _, args := range [][]string{{}, {"--"}, {"--nope", "app"}, {"-e", "256", "app"}, {"-e", "x", "app"}, {"-p", "NOPE", "app"}, {"--kill-timeout", "0s", "app"}, {"--on-low-memory", "panic", "app"}, {"--metrics", "9090", "app"}} {
 		if cfg, err := Parse(args, env(nil)); err == nil {
 			t.Errorf("Parse(%q) = %+v, want an error", args, cfg)
 		}
@@ -223,5 +228,32 @@ func TestClientNotRunning(t *testing.T) {
 	want := "tini-hot status: control socket " + path + ": no such file or directory: is tini-hot running? set --control or TINI_HOT_CONTROL\n"
 	if code != ExitFailure || errs.String() != want {
 		t.Errorf("status without a supervisor: %d %q; want 1 %q", code, errs.String(), want)
+	}
+}
+
+// The plain status shows the container's memory and each live
+// generation's figures.
+func TestPrintStatus(t *testing.T) {
+	started := time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
+	ready := started.Add(24 * time.Millisecond)
+	st := upgrade.Status{
+		Pid: 1, State: "running", Reloads: upgrade.ReloadCounters{Requested: 1, Refused: 1},
+		Container: upgrade.ContainerStatus{Cgroup: "v1", MemoryLimitBytes: 96 << 20, MemoryUsageBytes: 60 << 20, OOMKills: 2},
+		Generations: []upgrade.GenerationStatus{
+			{Number: 1, Pid: 13, State: "serving", Started: started, Ready: &ready,
+				GenerationUsage: &upgrade.GenerationUsage{MemoryBytes: 51 << 20, Processes: 1, Threads: 7, FDs: 9, CPUSeconds: 0.25}},
+		},
+	}
+	var b strings.Builder
+	printStatus(&b, &st)
+	for _, want := range []string{
+		"1 refused",
+		"container: cgroup v1, memory limit 96.0 MiB, working set 60.0 MiB, 2 OOM kills",
+		"MEMORY    PROCS  THREADS  FDS  CPU",
+		"24ms   51.0 MiB  1      7        9    0.25s",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, b.String())
+		}
 	}
 }

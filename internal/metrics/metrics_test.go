@@ -1,0 +1,186 @@
+package metrics
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/tini-hot/tini-hot/upgrade"
+)
+
+// Parse reads the exposition strictly, as Prometheus does.
+func Parse(t *testing.T, r io.Reader) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		t.Fatalf("exposition does not parse: %v", err)
+	}
+	return fams
+}
+
+// value is the value of the metric of family name whose labels include
+// the label pairs given (name, value, ...).
+func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	t.Helper()
+	f, ok := fams[name]
+	if !ok {
+		t.Fatalf("no metric %s", name)
+	}
+next:
+	for _, m := range f.Metric {
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		}
+	}
+	t.Fatalf("no metric %s%v", name, labels)
+	return 0
+}
+
+func status() upgrade.Status {
+	h := func(vals ...float64) upgrade.Histogram {
+		bounds := []float64{0.1, 1, 10}
+		out := upgrade.Histogram{Bounds: bounds, Counts: make([]uint64, len(bounds))}
+		for _, v := range vals {
+			out.Count++
+			out.Sum += v
+			for i, b := range bounds {
+				if v <= b {
+					out.Counts[i]++
+				}
+			}
+		}
+		return out
+	}
+	use := func(mem uint64) *upgrade.GenerationUsage {
+		return &upgrade.GenerationUsage{MemoryBytes: mem, Processes: 1}
+	}
+	return upgrade.Status{
+		Reloads: upgrade.ReloadCounters{Requested: 6, Succeeded: 3, Failed: 1, Coalesced: 1, Refused: 1},
+		Generations: []upgrade.GenerationStatus{
+			{Number: 3, State: "exited"},
+			{Number: 4, State: "draining", GenerationUsage: use(100)},
+			{Number: 5, State: "failed"},
+			{Number: 6, State: "serving", GenerationUsage: use(200)},
+		},
+		Container:    upgrade.ContainerStatus{Cgroup: "v1", MemoryLimitBytes: 128 << 20, MemoryUsageBytes: 64 << 20, OOMKills: 2},
+		Reaped:       9,
+		ReadySeconds: h(0.05, 0.5, 0.7, 20),
+		DrainSeconds: h(3),
+	}
+}
+
+func TestWrite(t *testing.T) {
+	st := status()
+	var b bytes.Buffer
+	Write(&b, &st)
+	fams := Parse(t, &b)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"tini_hot_reloads_total", []string{"result", "succeeded"}, 3},
+		{"tini_hot_reloads_total", []string{"result", "failed"}, 1},
+		{"tini_hot_reloads_total", []string{"result", "coalesced"}, 1},
+		{"tini_hot_reloads_total", []string{"result", "refused"}, 1},
+		{"tini_hot_generation", nil, 6},
+		{"tini_hot_generations", []string{"state", "serving"}, 1},
+		{"tini_hot_generations", []string{"state", "draining"}, 1},
+		{"tini_hot_generations", []string{"state", "starting"}, 0},
+		{"tini_hot_generation_memory_bytes", []string{"state", "serving"}, 200},
+		{"tini_hot_generation_memory_bytes", []string{"state", "draining"}, 100},
+		{"tini_hot_reaped_total", nil, 9},
+		{"tini_hot_container_memory_limit_bytes", nil, 128 << 20},
+		{"tini_hot_container_memory_usage_bytes", nil, 64 << 20},
+		{"tini_hot_oom_kills_total", nil, 2},
+	} {
+		if got := value(t, fams, c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if fams["tini_hot_reloads_total"].GetType() != dto.MetricType_COUNTER {
+		t.Error("reloads not a counter")
+	}
+	ready := fams["tini_hot_generation_ready_seconds"]
+	if ready.GetType() != dto.MetricType_HISTOGRAM {
+		t.Fatalf("ready seconds: type %v", ready.GetType())
+	}
+	hist := ready.Metric[0].Histogram
+	if hist.GetSampleCount() != 4 || hist.GetSampleSum() != 21.25 || len(hist.Bucket) != 4 || hist.Bucket[3].GetCumulativeCount() != 4 || hist.Bucket[0].GetCumulativeCount() != 1 || hist.Bucket[1].GetCumulativeCount() != 3 || hist.Bucket[2].GetUpperBound() != 10 {
+		t.Fatalf("ready histogram %v", hist)
+	}
+	if fams["tini_hot_generation_drain_seconds"].Metric[0].Histogram.GetSampleCount() != 1 {
+		t.Fatal("drain histogram")
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "process_cpu_seconds_total"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+}
+
+// The endpoint: GET /metrics serves the source's status; a source that
+// fails gives 503, and other paths 404.
+func TestServer(t *testing.T) {
+	var fail atomic.Bool
+	src := func(ctx context.Context) (upgrade.Status, error) {
+		if fail.Load() {
+			return upgrade.Status{}, errors.New("shutting down")
+		}
+		return status(), nil
+	}
+	s, err := Listen("127.0.0.1:0", src, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(path string) (int, []byte) {
+		resp, err := client.Get("http://" + s.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	code, body := get("/metrics")
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	if value(t, Parse(t, bytes.NewReader(body)), "tini_hot_generation") != 6 {
+		t.Fatal("wrong generation")
+	}
+	if code, _ := get("/other"); code != 404 {
+		t.Fatalf("GET /other: %d", code)
+	}
+	fail.Store(true)
+	if code, _ := get("/metrics"); code != 503 {
+		t.Fatalf("failing source: %d", code)
+	}
+	if _, err := Listen("127.0.0.1:bad", src, slog.Default()); err == nil {
+		t.Fatal("bad address accepted")
+	}
+}

@@ -1,0 +1,221 @@
+package usage
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/procfs"
+)
+
+// writeFiles creates files (path → content) under dir.
+func writeFiles(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A cgroup v2 tree in a temp dir, read by the real v2 code: the limit is
+// the smallest memory.max of the group and its ancestors, the working set
+// is memory.current minus inactive_file, OOM kills come from
+// memory.events, and every read is fresh.
+func TestV2(t *testing.T) {
+	mnt := t.TempDir()
+	writeFiles(t, mnt, map[string]string{
+		"kubepods/memory.max":                  "209715200\n",
+		"kubepods/memory.current":              "300000000\n",
+		"kubepods/memory.stat":                 "anon 1\n",
+		"kubepods/pod1/memory.max":             "max\n",
+		"kubepods/pod1/memory.current":         "150000000\n",
+		"kubepods/pod1/memory.stat":            "anon 100000000\nfile 50000000\ninactive_file 30000000\n",
+		"kubepods/pod1/memory.events":          "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+		"kubepods/pod1/cgroup.controllers":     "memory pids\n",
+		"kubepods/pod1/cgroup.subtree_control": "",
+	})
+	c, err := detect(true, strings.NewReader("0::/kubepods/pod1\n"), []*procfs.MountInfo{
+		{MountPoint: "/proc", FSType: "proc", Root: "/"},
+		{MountPoint: mnt, FSType: "cgroup2", Root: "/"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Version() != "v2" || c.Dir() != filepath.Join(mnt, "kubepods/pod1") {
+		t.Fatalf("version %s dir %s", c.Version(), c.Dir())
+	}
+	m, err := c.Memory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Memory{Limit: 209715200, WorkingSet: 120000000, OOMKills: 1}
+	if m != want {
+		t.Fatalf("memory %+v, want %+v", m, want)
+	}
+	// In-place resize and another OOM kill: read again, not cached.
+	writeFiles(t, mnt, map[string]string{
+		"kubepods/pod1/memory.max":    "104857600\n",
+		"kubepods/pod1/memory.events": "oom_kill 2\n",
+	})
+	if m, _ = c.Memory(); m.Limit != 104857600 || m.OOMKills != 2 {
+		t.Fatalf("after resize: %+v", m)
+	}
+	if m.Free() != 0 { // over the limit
+		t.Fatalf("free %d", m.Free())
+	}
+}
+
+// No limit anywhere is 0, and Free is unbounded.
+func TestV2Unlimited(t *testing.T) {
+	mnt := t.TempDir()
+	writeFiles(t, mnt, map[string]string{
+		"memory.current": "1000\n",
+		"memory.stat":    "inactive_file 10\n",
+	})
+	// With a cgroup namespace the group is "/".
+	c, err := detect(true, strings.NewReader("0::/\n"), []*procfs.MountInfo{{MountPoint: mnt, FSType: "cgroup2", Root: "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Memory()
+	if err != nil || m.Limit != 0 || m.WorkingSet != 990 || m.Free() == 0 {
+		t.Fatalf("%+v %v (free %d)", m, err, m.Free())
+	}
+}
+
+// A v1 memory controller tree in a temp dir: the limit is the
+// hierarchical one, the working set usage minus total_inactive_file, OOM
+// kills from memory.oom_control.
+func TestV1(t *testing.T) {
+	root := t.TempDir()
+	mnt := filepath.Join(root, "memory")
+	grp := map[string]string{
+		"memory.stat":               "cache 0\nrss 0\nhierarchical_memory_limit 134217728\ntotal_inactive_file 4096\n",
+		"memory.oom_control":        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+		"memory.usage_in_bytes":     "50000000\n",
+		"memory.limit_in_bytes":     "9223372036854771712\n",
+		"memory.max_usage_in_bytes": "60000000\n",
+		"memory.failcnt":            "0\n",
+	}
+	files := map[string]string{}
+	for k, v := range grp {
+		files["docker/abc/"+k] = v
+	}
+	writeFiles(t, mnt, files)
+	for _, tc := range []struct {
+		name, cgroup, root, dir string
+	}{
+		// The host's view: the whole hierarchy is mounted.
+		{"host", "4:memory:/docker/abc\n", "/", "docker/abc"},
+		// No cgroup namespace: the runtime mounted the container's
+		// cgroup only, and /proc/self/cgroup names a path that does not
+		// exist under the mount.
+		{"container", "4:memory:/kubepods/burstable/pod1/ctr\n", "/kubepods/burstable/pod1/ctr", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := mnt
+			if tc.dir == "" {
+				// That mount shows the container's cgroup as its root.
+				m = filepath.Join(t.TempDir(), "memory")
+				writeFiles(t, m, grp)
+			}
+			c, err := detect(false, strings.NewReader(tc.cgroup), []*procfs.MountInfo{
+				{MountPoint: m, FSType: "cgroup", Root: tc.root, SuperOptions: map[string]string{"rw": "", "memory": ""}},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Version() != "v1" || c.Dir() != filepath.Join(m, tc.dir) {
+				t.Fatalf("version %s dir %s, want %s", c.Version(), c.Dir(), filepath.Join(m, tc.dir))
+			}
+			got, err := c.Memory()
+			want := Memory{Limit: 134217728, WorkingSet: 50000000 - 4096, OOMKills: 2}
+			if err != nil || got != want {
+				t.Fatalf("memory %+v %v, want %+v", got, err, want)
+			}
+		})
+	}
+}
+
+func TestInMount(t *testing.T) {
+	mnt := t.TempDir()
+	writeFiles(t, mnt, map[string]string{"a/b/x": "", "b/x": "", "c/x": ""})
+	for _, tc := range []struct{ root, p, want string }{
+		{"/", "/a/b", "/a/b"},
+		{"/a", "/a/b", "/b"},
+		{"/a/b", "/a/b", "/"},
+		{"/x", "/c", "/c"},      // outside the mount's root, but it exists
+		{"/x", "/nope", "/"},    // the mount is the container's own cgroup
+		{"/ab", "/a/b", "/a/b"}, // "/ab" is no prefix of "/a/b"
+	} {
+		if got := inMount(mnt, tc.root, tc.p); got != tc.want {
+			t.Errorf("inMount(root %s, %s) = %s, want %s", tc.root, tc.p, got, tc.want)
+		}
+	}
+}
+
+func TestNone(t *testing.T) {
+	c, err := detect(false, strings.NewReader("0::/\n"), nil)
+	if err == nil || c.Version() != "none" {
+		t.Fatalf("%v %v", c.Version(), err)
+	}
+	if m, err := c.Memory(); err != nil || m != (Memory{}) || m.Free() == 0 {
+		t.Fatalf("%+v %v", m, err)
+	}
+}
+
+// This machine's own cgroup, through Detect: under CI it must be found.
+func TestDetectHere(t *testing.T) {
+	c, err := Detect()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("no memory cgroup under CI: %v", err)
+		}
+		t.Skip(err)
+	}
+	m, err := c.Memory()
+	if err != nil || m.WorkingSet == 0 {
+		t.Fatalf("%s %s: %+v %v", c.Version(), c.Dir(), m, err)
+	}
+}
+
+func TestProcesses(t *testing.T) {
+	f := Processes([]int{os.Getpid(), 1 << 30})
+	if f.Processes != 1 || f.AnonBytes == 0 || f.Threads < 1 || f.FDs < 3 {
+		t.Fatalf("%+v", f)
+	}
+	var sum Figures
+	sum.Add(f)
+	sum.Add(f)
+	if sum.Processes != 2 || sum.AnonBytes != 2*f.AnonBytes {
+		t.Fatalf("%+v", sum)
+	}
+}
+
+// FuzzDetect: whatever /proc/self/cgroup says, detection never panics, and
+// the directory it picks is below the mount.
+func FuzzDetect(f *testing.F) {
+	mnt := f.TempDir()
+	writeFiles(f, mnt, map[string]string{"a/memory.current": "1\n", "a/memory.stat": "inactive_file 0\n"})
+	f.Add("0::/a\n", "/")
+	f.Add("4:memory:/x/y\n", "/x")
+	f.Add("0::/../../etc\n", "/..")
+	f.Fuzz(func(t *testing.T, cgroupFile, root string) {
+		for _, unified := range []bool{true, false} {
+			c, _ := detect(unified, strings.NewReader(cgroupFile), []*procfs.MountInfo{
+				{MountPoint: mnt, FSType: "cgroup2", Root: root},
+				{MountPoint: filepath.Join(mnt, "memory"), FSType: "cgroup", Root: root, SuperOptions: map[string]string{"memory": ""}},
+			})
+			if d := c.Dir(); d != "" && !strings.HasPrefix(d, mnt) {
+				t.Fatalf("cgroup dir %s outside the mount %s", d, mnt)
+			}
+			_, _ = c.Memory()
+		}
+	})
+}

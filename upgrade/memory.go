@@ -1,0 +1,92 @@
+package upgrade
+
+import (
+	"fmt"
+
+	"github.com/tini-hot/tini-hot/reaper"
+	"golang.org/x/sys/unix"
+)
+
+// fit is whether another generation fits in the container's memory.
+type fit int
+
+const (
+	fitsNow   fit = iota
+	fitsLater     // once the generations still draining are gone
+	fitsNever
+)
+
+// headroom decides whether a new generation fits next to the serving one:
+// it needs what the serving generation's processes hold of anonymous
+// memory, and has the limit minus the working set. Figures are read now:
+// an in-place resize changes the limit at run time. With no limit, no
+// cgroup, figures that cannot be read, or OnLowMemory ignore, it fits.
+func (s *Supervisor) headroom() (fit, string) {
+	if s.opts.OnLowMemory == LowMemoryIgnore {
+		return fitsNow, ""
+	}
+	m, err := s.sys.memory()
+	if err != nil {
+		s.log.Warn("container memory unknown: upgrading anyway", "err", err)
+		return fitsNow, ""
+	}
+	s.oomSeen = m.OOMKills
+	if m.Limit == 0 {
+		return fitsNow, ""
+	}
+	need := s.anon(s.current)
+	free := m.Free()
+	if need <= free {
+		return fitsNow, ""
+	}
+	msg := fmt.Sprintf("not enough memory for a second generation: limit %s, working set %s, need %s (the anonymous memory of generation %d)",
+		mib(m.Limit), mib(m.WorkingSet), mib(need), s.current.number)
+	draining := s.draining()
+	var freed uint64
+	for _, g := range draining {
+		freed += s.anon(g)
+	}
+	if len(draining) > 0 && need <= free+freed {
+		return fitsLater, fmt.Sprintf("%s; waiting for %d draining generations to exit", msg, len(draining))
+	}
+	return fitsNever, msg
+}
+
+// refuseMemory is the advice for a reload refused for memory.
+func refuseMemory(msg string) string {
+	return msg + "; raise the container's memory limit or set --on-low-memory restart"
+}
+
+// anon is the anonymous resident memory of g's processes.
+func (s *Supervisor) anon(g *generation) uint64 {
+	return s.sys.figures(s.sys.tree(g.pid, g.number, !g.exited)).AnonBytes
+}
+
+// oomKilled reports whether e, the exit of g's main process, was the OOM
+// killer's: a SIGKILL while the container's OOM-kill count went up. It
+// names it in the log and in g's reason.
+func (s *Supervisor) oomKilled(g *generation, e reaper.Exit) {
+	if !e.Status.Signaled() || e.Status.Signal() != unix.SIGKILL {
+		return
+	}
+	m, err := s.sys.memory()
+	if err != nil || m.OOMKills <= s.oomSeen {
+		return
+	}
+	s.oomSeen = m.OOMKills
+	g.oom = true
+	limit := "no limit"
+	if m.Limit != 0 {
+		limit = "limit " + mib(m.Limit)
+	}
+	g.reason = fmt.Sprintf("generation %d (pid %d) killed by the OOM killer (%s)", g.number, e.Pid, limit)
+	s.log.Error(g.reason)
+}
+
+// mib formats a byte count in MiB.
+func mib(b uint64) string {
+	if b%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", b>>20)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
