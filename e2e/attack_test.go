@@ -68,7 +68,7 @@ func TestClientGoneKeepsApp(t *testing.T) {
 			p.waitGen(1, "serving")
 			msg, code := p.reloadWithin(time.Minute, "--timeout", "300ms")
 			p.waitGen(2, "serving")
-			if code != 1 || msg != "tini-hot reload: no answer within 300ms; the reload goes on (see tini-hot status)" {
+			if code != 1 || msg != "tini-hot reload: no answer within 300ms: generation 2 is starting; the reload goes on (see tini-hot status)" {
 				t.Errorf("reload --timeout 300ms: %d %q", code, msg)
 			}
 			// Ctrl-C in `kubectl exec … tini-hot reload`.

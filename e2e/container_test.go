@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/cli"
+	"github.com/tini-hot/tini-hot/internal/watch/kubelet"
 	"github.com/tini-hot/tini-hot/upgrade"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -136,6 +137,20 @@ func podSpec(t *testing.T) corev1.PodSpec {
 	return d.Spec.Template.Spec
 }
 
+// configMap is deploy/k8s/configmap.yaml.
+func configMap(t *testing.T) corev1.ConfigMap {
+	t.Helper()
+	b, err := os.ReadFile("../deploy/k8s/configmap.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(b, &cm); err != nil {
+		t.Fatalf("configmap.yaml: %v", err)
+	}
+	return cm
+}
+
 // container is a running demo container.
 type container struct {
 	t    *testing.T
@@ -182,11 +197,24 @@ func TestContainer(t *testing.T) {
 	if err := os.Chmod(run, 0o777); err != nil {
 		t.Fatal(err)
 	}
+	// The ConfigMap volume, laid out and updated as the kubelet does.
+	cm := configMap(t)
+	config := t.TempDir()
+	if err := kubelet.Update(config, cm.Data); err != nil {
+		t.Fatal(err)
+	}
+	var volumes []string
+	for _, vm := range app.VolumeMounts {
+		if vm.Name == "config" {
+			volumes = append(volumes, "-v", config+":"+vm.MountPath+":ro")
+		}
+	}
 	addr := freeAddr(t)
 	c := &container{t: t, name: fmt.Sprintf("tini-hot-e2e-%d", os.Getpid()), url: "http://" + addr + "/"}
-	podman(t, "run", "-d", "--name", c.name, "-p", addr+":8080", "--entrypoint", string(entrypoint),
-		"--user", fmt.Sprintf("%d:%d", *sc.RunAsUser, *sc.RunAsGroup), "--read-only", "-v", run+":/run",
-		"--cap-drop", "all", "-e", "TINI_HOT_VERBOSE=2", demoImage)
+	args := []string{"run", "-d", "--name", c.name, "-p", addr + ":8080", "--entrypoint", string(entrypoint),
+		"--user", fmt.Sprintf("%d:%d", *sc.RunAsUser, *sc.RunAsGroup), "--read-only", "-v", run + ":/run"}
+	args = append(args, volumes...)
+	podman(t, append(args, "--cap-drop", "all", "-e", "TINI_HOT_VERBOSE=2", demoImage)...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			out, _ := podmanCode("logs", c.name)
@@ -225,6 +253,22 @@ func TestContainer(t *testing.T) {
 		}
 		l.finish(t)
 		t.Logf("6 upgrades through podman exec under load: %d requests, %d failed", l.ok.Load(), l.failed.Load())
+	})
+
+	t.Run("configmap", func(t *testing.T) {
+		pid := pidOf(t, c.url)
+		data := map[string]string{}
+		for k, v := range cm.Data {
+			data[k] = v + "# changed\n"
+		}
+		if err := kubelet.Update(config, data); err != nil {
+			t.Fatal(err)
+		}
+		next := waitFor(t, "a new pid after the ConfigMap update", func() (string, bool) {
+			p := pidOf(t, c.url)
+			return p, p != pid
+		})
+		t.Logf("ConfigMap update: %s → %s", pid, next)
 	})
 
 	t.Run("orphan", func(t *testing.T) {

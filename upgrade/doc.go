@@ -16,7 +16,8 @@
 // methods), generation.go (start, readiness, exits), reload.go (reloads
 // and the handover), memory.go (the memory headroom before an upgrade,
 // OOM kills named), restart.go (a generation started in place of the
-// serving one: --on-low-memory restart), shutdown.go (SIGTERM, prestop,
+// serving one: after a crash under --restart, or for --on-low-memory
+// restart), shutdown.go (SIGTERM, prestop,
 // the end), status.go, and sys.go, the private seam to the operating
 // system that the unit tests replace with fakes.
 //
@@ -42,7 +43,7 @@
 // cgroup are read outside it); what the container and each generation use
 // comes from internal/usage, which the supervisor asks before an upgrade;
 // a restart is a generation started in place of the serving one
-// (restart.go), decided in reap.
+// (restart.go), decided when the serving generation's exit is reaped.
 //
 // When the serving generation exits and other processes remain (orphans it
 // left, daemons it started, setsid grandchildren), each gets SIGTERM, and

@@ -260,6 +260,7 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 			g.state = stateExited
 		}
 		// This ends the container, unless a restart is due: see reap.
+		s.crashed(g, e)
 	case g.state == stateStarting && !s.stopping:
 		s.failed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
 	case g.state == stateDraining:

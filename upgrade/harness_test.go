@@ -136,7 +136,7 @@ func (h *harness) reload(ctx context.Context) <-chan result {
 	var before int
 	h.do(func() { before = h.s.counters.Requested })
 	go func() {
-		gen, err := h.s.Reload(ctx, false)
+		gen, err := h.s.Reload(ctx, false, "test")
 		out <- result{gen, err}
 	}()
 	h.until("the reload to be taken", func(s *Supervisor) bool { return s.counters.Requested > before })

@@ -53,7 +53,8 @@ func TestValidate(t *testing.T) {
 			t.Errorf("Validate(%+v) = %v", o, err)
 		}
 	}
-	for _, o := range []Options{{}, {Command: []string{"app"}, KillTimeout: -1}, {Command: []string{"app"}, MaxDraining: -1}} {
+	for _, o := range []Options{{}, {Command: []string{"app"}, KillTimeout: -1}, {Command: []string{"app"}, MaxDraining: -1},
+		{Command: []string{"app"}, Restart: "sometimes"}, {Command: []string{"app"}, RestartLimit: -1}, {Command: []string{"app"}, OnLowMemory: "panic"}} {
 		if err := o.Validate(); err == nil {
 			t.Errorf("Validate(%+v) succeeded", o)
 		}

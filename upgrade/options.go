@@ -53,6 +53,42 @@ func ParseLowMemory(s string) (LowMemory, error) {
 	return "", fmt.Errorf("%q: must be refuse, restart or ignore", s)
 }
 
+// RestartPolicy says when the serving generation is started again after
+// it exits on its own (Options.Restart).
+type RestartPolicy string
+
+const (
+	// RestartNever ends the container with the application's status, as
+	// tini. The default.
+	RestartNever RestartPolicy = "never"
+	// RestartOnFailure restarts after a non-zero status or a signal.
+	RestartOnFailure RestartPolicy = "on-failure"
+	// RestartAlways restarts after any exit, status 0 too.
+	RestartAlways RestartPolicy = "always"
+)
+
+// ParseRestartPolicy checks a --restart value.
+func ParseRestartPolicy(s string) (RestartPolicy, error) {
+	switch p := RestartPolicy(s); p {
+	case RestartNever, RestartOnFailure, RestartAlways:
+		return p, nil
+	}
+	return "", fmt.Errorf("%q: must be never, on-failure or always", s)
+}
+
+// Restart back-off: the first restart is at once, the next after
+// RestartBackoff, doubling up to RestartBackoffMax.
+const (
+	RestartBackoff    = 250 * time.Millisecond
+	RestartBackoffMax = 10 * time.Second
+	// DefaultRestartLimit crashes within DefaultRestartWindow make
+	// tini-hot give up: an application that crashes at every start ends
+	// the container within about 5 s, and the kubelet's CrashLoopBackOff
+	// takes over.
+	DefaultRestartLimit  = 5
+	DefaultRestartWindow = time.Minute
+)
+
 // NoReloadSignal in Options.ReloadSignal keeps tini's behaviour: the
 // reload signal is forwarded like any other.
 const NoReloadSignal = unix.Signal(-1)
@@ -124,6 +160,15 @@ type Options struct {
 	// what is used, even once the generations still draining are gone.
 	// Zero: LowMemoryRefuse.
 	OnLowMemory LowMemory
+	// Restart says whether the serving generation is started again on
+	// the held sockets when it exits outside a shutdown or an upgrade.
+	// Zero: RestartNever.
+	Restart RestartPolicy
+	// RestartLimit restarts within RestartWindow are allowed; at the next
+	// crash tini-hot gives up and exits with the application's status.
+	// Zero: DefaultRestartLimit, DefaultRestartWindow.
+	RestartLimit  int
+	RestartWindow time.Duration
 	// WarnOnReap logs every reaped process that is not a generation's
 	// main process (tini -w).
 	WarnOnReap bool
@@ -143,6 +188,7 @@ func (o *Options) SetDefaults() {
 		{&o.ReadyTimeout, DefaultReadyTimeout},
 		{&o.DrainTimeout, DefaultDrainTimeout},
 		{&o.GracePeriod, DefaultGracePeriod},
+		{&o.RestartWindow, DefaultRestartWindow},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def
@@ -163,6 +209,12 @@ func (o *Options) SetDefaults() {
 	if o.OnLowMemory == "" {
 		o.OnLowMemory = LowMemoryRefuse
 	}
+	if o.Restart == "" {
+		o.Restart = RestartNever
+	}
+	if o.RestartLimit == 0 {
+		o.RestartLimit = DefaultRestartLimit
+	}
 }
 
 // Validate fills zero fields with their defaults and checks the rest. Its
@@ -180,6 +232,7 @@ func (o *Options) Validate() error {
 		{"--ready-timeout", o.ReadyTimeout},
 		{"--drain-timeout", o.DrainTimeout},
 		{"--grace-period", o.GracePeriod},
+		{"--restart-window", o.RestartWindow},
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s %v: must be positive", d.flag, d.v)
@@ -187,6 +240,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MaxDraining < 0 {
 		return fmt.Errorf("--max-draining %d: must be at least 1", o.MaxDraining)
+	}
+	if o.RestartLimit < 0 {
+		return fmt.Errorf("--restart-limit %d: must be at least 1", o.RestartLimit)
+	}
+	if _, err := ParseRestartPolicy(string(o.Restart)); err != nil {
+		return fmt.Errorf("--restart %v", err)
 	}
 	if _, err := ParseLowMemory(string(o.OnLowMemory)); err != nil {
 		return fmt.Errorf("--on-low-memory %v", err)

@@ -2,15 +2,23 @@ package upgrade
 
 import (
 	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tini-hot/tini-hot/reaper"
 )
 
 // replacement is a generation to start on the held sockets once the
-// serving one is gone: the upgrade that did not fit in memory
-// (--on-low-memory restart), or the command started again after that
-// upgrade's generation failed.
+// serving one is gone: after it crashed (--restart), for the upgrade that
+// did not fit in memory (--on-low-memory restart), or the command started
+// again after that upgrade's generation failed.
 type replacement struct {
 	why     string
 	waiters []*waiter
+	// notBefore: the crash back-off; waitDrained: start only once no
+	// generation drains (the memory they hold).
+	notBefore   time.Time
+	waitDrained bool
 	// reload: it is an upgrade (counted, answered); retry: if its
 	// generation fails before ready, the command is started once more,
 	// so that the container is not left with nothing.
@@ -25,7 +33,7 @@ type replacement struct {
 func (s *Supervisor) restart(waiters []*waiter, why string) {
 	old := s.current
 	s.log.Warn("upgrading by restart: draining the serving generation first", "generation", old.number, "reason", why)
-	s.replace = &replacement{why: why, waiters: waiters, reload: true, retry: true}
+	s.replace = &replacement{why: why, waiters: waiters, reload: true, retry: true, waitDrained: true}
 	s.drain(old)
 }
 
@@ -33,7 +41,7 @@ func (s *Supervisor) restart(waiters []*waiter, why string) {
 // draining one have exited; it runs after every reap.
 func (s *Supervisor) replaceNow() {
 	r := s.replace
-	if r == nil || s.ending() || !s.current.exited || len(s.draining()) > 0 {
+	if r == nil || s.ending() || !s.current.exited || (r.waitDrained && len(s.draining()) > 0) || s.sys.now().Before(r.notBefore) {
 		return
 	}
 	s.replace = nil
@@ -66,5 +74,46 @@ func (s *Supervisor) replacementFailed(g *generation, reason string) {
 	}
 	refuse(g.waiters, reason+"; starting the command again")
 	g.waiters = nil
-	s.replace = &replacement{why: fmt.Sprintf("generation %d failed", g.number)}
+	s.replace = &replacement{why: fmt.Sprintf("generation %d failed", g.number), waitDrained: true}
+}
+
+// crashed applies the restart policy to g, the serving generation, which
+// exited on its own with e: unless the policy says no, or it crashed too
+// often, a new generation starts on the held sockets (at once the first
+// time, then after a back-off), and an upgrade in progress simply takes
+// over. What g left gets the drain signal, and SIGKILL at the drain
+// deadline. Otherwise the container ends (see reap).
+func (s *Supervisor) crashed(g *generation, e reaper.Exit) {
+	switch p := s.opts.Restart; {
+	case s.replace != nil, p == RestartNever, p == RestartOnFailure && e.Code() == 0:
+		return
+	}
+	now := s.sys.now()
+	s.crashes = slices.DeleteFunc(s.crashes, func(t time.Time) bool { return now.Sub(t) >= s.opts.RestartWindow })
+	s.crashes = append(s.crashes, now)
+	if len(s.crashes) > s.opts.RestartLimit {
+		s.log.Error("giving up: the application crashed too often", "crashes", len(s.crashes), "within", s.opts.RestartWindow, "last", e.String())
+		return
+	}
+	s.restarts++
+	if left := s.sys.tree(g.pid, g.number, false); len(left) > 0 {
+		s.sys.signal(left, s.opts.DrainSignal)
+		g.arm(s.after(s.opts.DrainTimeout, func() { s.killTree(g) }))
+	}
+	if up := s.upgrading; up != nil {
+		s.log.Warn("serving generation ended: the upgrade in progress takes over", "generation", g.number, "how", e.String(), "next", up.number)
+		s.current, s.upgrading = up, nil
+		up.replacing = true
+		return
+	}
+	delay := time.Duration(0)
+	if n := len(s.crashes); n > 1 {
+		delay = min(RestartBackoff<<(n-2), RestartBackoffMax)
+	}
+	why := fmt.Sprintf("generation %d %s", g.number, e)
+	s.log.Warn("serving generation ended: restarting", "generation", g.number, "how", e.String(), "restart", s.restarts, "in", delay, "policy", string(s.opts.Restart))
+	s.replace = &replacement{why: why, notBefore: now.Add(delay)}
+	if delay > 0 {
+		s.after(delay, s.replaceNow)
+	}
 }

@@ -107,6 +107,12 @@ func (s *Supervisor) shutdown() {
 	}
 	delay := s.announced.Add(s.opts.ShutdownDelay).Sub(now)
 	s.log.Info("shutting down", "drain_in", max(delay, 0).Round(time.Millisecond), "kill_in", s.deadline.Sub(now).Round(time.Millisecond))
+	if s.allExited() {
+		// Between a crash and its restart: nothing to drain, and no exit
+		// to wait for; end now.
+		s.reap()
+		return
+	}
 	if delay > 0 {
 		s.after(delay, s.drainAll)
 		return

@@ -54,7 +54,10 @@ type Status struct {
 	Generations []GenerationStatus `json:"generations"`
 	Listeners   []ListenerStatus   `json:"listeners"`
 	Reloads     ReloadCounters     `json:"reloads"`
-	Container   ContainerStatus    `json:"container"`
+	// Restarts counts the generations started after the serving one
+	// exited on its own (--restart).
+	Restarts  int             `json:"restarts"`
+	Container ContainerStatus `json:"container"`
 	// Reaped counts the processes reaped since start: the generations'
 	// main processes, their readiness checks and every orphan.
 	Reaped uint64 `json:"reaped"`
@@ -166,7 +169,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 
 // status reports the supervisor.
 func (s *Supervisor) status() Status {
-	st := Status{Pid: s.self, State: "running", Reloads: s.counters, Reaped: s.reaped, ReadySeconds: s.readyTimes.clone(), DrainSeconds: s.drainTimes.clone()}
+	st := Status{Pid: s.self, State: "running", Reloads: s.counters, Restarts: s.restarts, Reaped: s.reaped, ReadySeconds: s.readyTimes.clone(), DrainSeconds: s.drainTimes.clone()}
 	switch {
 	case s.closing():
 		st.State = s.closedReason()

@@ -49,6 +49,11 @@ type Supervisor struct {
 	drainTimes Histogram
 	// oomSeen is the container's OOM-kill count last read.
 	oomSeen uint64
+	// restarts counts the generations started after the serving one
+	// crashed (--restart); crashes are the times of the crashes within
+	// the last RestartWindow.
+	restarts int
+	crashes  []time.Time
 	// announced is when termination was first announced (prestop or
 	// SIGTERM) and by what; stopping is set by SIGTERM, deadline is when
 	// every process left gets SIGKILL.
@@ -196,10 +201,11 @@ func (t *timer) Stop() {
 // starting waits until it is ready or overdue (its ready timeout has
 // passed). The error says why the reload failed. When ctx ends first,
 // only the wait ends: the reload goes on.
-func (s *Supervisor) Reload(ctx context.Context, waitDrained bool) (int, error) {
+// by says who asks, for the log ("control socket", "--watch PATH").
+func (s *Supervisor) Reload(ctx context.Context, waitDrained bool, by string) (int, error) {
 	w := &waiter{waitDrained: waitDrained, reply: make(chan result, 1)}
 	if err := s.call(ctx, func() {
-		s.log.Info("reload requested by control socket")
+		s.log.Info("reload requested", "by", by)
 		s.reload(w)
 	}); err != nil {
 		return 0, err

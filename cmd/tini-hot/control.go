@@ -17,7 +17,7 @@ func handler(sup *upgrade.Supervisor) control.Handler {
 		var err error
 		switch req.Op {
 		case control.OpReload:
-			gen, err = sup.Reload(ctx, req.WaitDrained)
+			gen, err = sup.Reload(ctx, req.WaitDrained, "control socket")
 		case control.OpProbe:
 			gen, err = sup.Probe(ctx, req.Liveness)
 		case control.OpPrestop:

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +25,7 @@ import (
 	"github.com/tini-hot/tini-hot/internal/listen"
 	"github.com/tini-hot/tini-hot/internal/metrics"
 	"github.com/tini-hot/tini-hot/internal/usage"
+	"github.com/tini-hot/tini-hot/internal/watch"
 	"github.com/tini-hot/tini-hot/reaper"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
@@ -60,6 +62,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case cfg.Subcommand != "":
 		return cli.RunClient(cfg, stdout, stderr)
+	}
+	if err := cfg.CheckPaths(); err != nil {
+		fmt.Fprintf(stderr, "tini-hot: %v (see tini-hot --help)\n", err)
+		return cli.ExitUsage
 	}
 	return supervise(cfg, stderr)
 }
@@ -112,6 +118,17 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	sup, err := upgrade.New(opts)
 	if err != nil {
 		return fail(err)
+	}
+	if len(cfg.Watch) > 0 {
+		w, err := watch.New(cfg.Watch, cfg.WatchDebounce, func(path string) {
+			// The answer is logged by the supervisor; this goroutine only
+			// waits for it, so that the watcher never blocks.
+			go func() { _, _ = sup.Reload(context.Background(), false, "--watch "+path) }()
+		}, log)
+		if err != nil {
+			return fail(err)
+		}
+		defer w.Close()
 	}
 	if cfg.Metrics != "" {
 		srv, err := metrics.Listen(cfg.Metrics, sup.Status, log)

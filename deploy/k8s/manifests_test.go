@@ -39,6 +39,7 @@ type kustomization struct {
 type manifests struct {
 	deployments []*appsv1.Deployment
 	services    []*corev1.Service
+	configMaps  []*corev1.ConfigMap
 	kustomize   *kustomization
 }
 
@@ -61,6 +62,9 @@ func decode(t *testing.T, m *manifests, name string, b []byte) {
 	case "v1 Service":
 		s := &corev1.Service{}
 		m.services, obj = append(m.services, s), s
+	case "v1 ConfigMap":
+		c := &corev1.ConfigMap{}
+		m.configMaps, obj = append(m.configMaps, c), c
 	case "kustomize.config.k8s.io/v1beta1 Kustomization":
 		m.kustomize = &kustomization{}
 		obj = m.kustomize
@@ -171,6 +175,33 @@ func TestDeployment(t *testing.T) {
 		}
 		if a["prometheus.io/scrape"] != "true" || a["prometheus.io/port"] != port || a["prometheus.io/path"] != "/metrics" {
 			t.Errorf("scrape annotations %v do not point at --metrics %s /metrics", a, cfg.Metrics)
+		}
+	}
+	// Every --watch path is in a whole ConfigMap or Secret volume of this
+	// pod (subPath mounts never update), and the ConfigMap exists here.
+	volumes := map[string]corev1.Volume{}
+	for _, v := range pod.Volumes {
+		volumes[v.Name] = v
+	}
+	for _, w := range cfg.Watch {
+		found := false
+		for _, vm := range c.VolumeMounts {
+			if w != vm.MountPath && !strings.HasPrefix(w, vm.MountPath+"/") {
+				continue
+			}
+			v := volumes[vm.Name]
+			switch {
+			case vm.SubPath != "":
+				t.Errorf("--watch %s: volume %s is mounted with subPath %s, which the kubelet never updates", w, vm.Name, vm.SubPath)
+			case v.ConfigMap == nil && v.Secret == nil:
+				t.Errorf("--watch %s: volume %s is no ConfigMap or Secret", w, vm.Name)
+			case v.ConfigMap != nil && !slices.ContainsFunc(m.configMaps, func(cm *corev1.ConfigMap) bool { return cm.Name == v.ConfigMap.Name }):
+				t.Errorf("--watch %s: ConfigMap %s is not in this directory", w, v.ConfigMap.Name)
+			}
+			found = true
+		}
+		if !found {
+			t.Errorf("--watch %s: no volume is mounted there", w)
 		}
 	}
 	// Two generations overlap during an upgrade: a memory limit makes

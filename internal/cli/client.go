@@ -41,13 +41,18 @@ killed; the old one keeps serving) or the reload was refused.
 
 A reload during an upgrade joins the next one; a reload while the first
 generation is still starting waits until it is ready (or its --ready-timeout
-has passed). If this command stops waiting (--timeout, Ctrl-C), the reload
-still goes on: see tini-hot status.
+has passed); a reload while --max-draining old generations still drain (or
+while a second generation would not fit in memory until they are gone) waits
+until one has exited. If this command stops waiting (--timeout, Ctrl-C), it
+says what the reload waits for, and the reload still goes on: see tini-hot
+status. A generation started after the last reload request ends up serving,
+unless it fails.
 `,
 	"status": `Usage: tini-hot [--control PATH] status [--json]
 
-Print the supervisor's state, the held sockets, the reload counters and every
-generation: number, pid, state, start, time to ready and how it ended.
+Print the supervisor's state, the container's memory, the held sockets, the
+reload and restart counters and every generation: number, pid, state, start,
+time to ready, what a live one uses and how it ended.
 `,
 	"probe": `Usage: tini-hot [--control PATH] probe [--liveness] [--timeout D]
 
@@ -166,7 +171,7 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 	var timeout *control.TimeoutError
 	switch {
 	case errors.As(err, &timeout) && timeout.Sent && sub == "reload":
-		fmt.Fprintf(stderr, "tini-hot reload: no answer within %v; the reload goes on (see tini-hot status)\n", o.Timeout)
+		fmt.Fprintf(stderr, "tini-hot reload: no answer within %v%s; the reload goes on (see tini-hot status)\n", o.Timeout, waitingFor(cfg.Control))
 		return ExitFailure
 	case errors.As(err, &timeout):
 		fmt.Fprintf(stderr, "tini-hot %s: no answer within %v\n", sub, o.Timeout)
@@ -204,10 +209,32 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// waitingFor asks the supervisor what a reload that got no answer in time
+// waits for: ": queued, waiting for …" or ": generation N is starting",
+// "" when it cannot tell.
+func waitingFor(path string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := control.Do(ctx, path, control.Request{Op: "status"})
+	var st upgrade.Status
+	if err != nil || !resp.OK || json.Unmarshal(resp.Status, &st) != nil {
+		return ""
+	}
+	if q := st.Queued; q != nil {
+		return ": queued, " + q.Reason
+	}
+	for _, g := range st.Generations {
+		if g.State == "starting" {
+			return fmt.Sprintf(": generation %d is starting", g.Number)
+		}
+	}
+	return ""
+}
+
 func printStatus(w io.Writer, st *upgrade.Status) {
 	r := st.Reloads
-	fmt.Fprintf(w, "tini-hot pid %d, %s; reloads: %d requested, %d coalesced, %d succeeded, %d failed, %d refused\n",
-		st.Pid, st.State, r.Requested, r.Coalesced, r.Succeeded, r.Failed, r.Refused)
+	fmt.Fprintf(w, "tini-hot pid %d, %s; reloads: %d requested, %d coalesced, %d succeeded, %d failed, %d refused; %d restarts\n",
+		st.Pid, st.State, r.Requested, r.Coalesced, r.Succeeded, r.Failed, r.Refused, st.Restarts)
 	c := st.Container
 	switch {
 	case c.Error != "":

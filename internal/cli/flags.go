@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/tini-hot/tini-hot/internal/listen"
+	"github.com/tini-hot/tini-hot/internal/watch"
 	"github.com/tini-hot/tini-hot/reaper"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
@@ -41,8 +42,12 @@ type Config struct {
 	Listen       []listen.Spec
 	Control      string
 	// Metrics is the address of the Prometheus endpoint, "" for none.
-	Metrics    string
-	Supervisor upgrade.Options
+	Metrics string
+	// Watch are the paths whose changes reload; WatchDebounce the quiet
+	// window that ends a change.
+	Watch         []string
+	WatchDebounce time.Duration
+	Supervisor    upgrade.Options
 	// Subcommand is reload, status, probe or prestop, with its arguments
 	// in Args; "" supervises Supervisor.Command.
 	Subcommand string
@@ -67,7 +72,7 @@ var subcommands = []string{"reload", "status", "probe", "prestop"}
 // for a flag given on the command line is never read. A subcommand reads
 // only TINI_HOT_CONTROL.
 func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error) {
-	cfg := &Config{Remap: exitCodes{}}
+	cfg := &Config{Remap: exitCodes{}, WatchDebounce: watch.DefaultDebounce}
 	o := &cfg.Supervisor
 	fs := pflag.NewFlagSet("tini-hot", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
@@ -94,7 +99,12 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	fs.Var(&countValue{n: &o.MaxDraining}, "max-draining", "a reload waits while this many old generations still drain")
 	fs.Var(positive(&o.GracePeriod), "grace-period", "after SIGTERM (or a prestop just before it), processes still alive get SIGKILL shortly before `D` has passed, so tini-hot exits first; set it to terminationGracePeriodSeconds")
 	fs.DurationVar(&o.ShutdownDelay, "shutdown-delay", 0, "after SIGTERM (or prestop) keep serving for `D`, not ready, before draining")
-	fs.Var(&lowMemoryValue{m: &o.OnLowMemory}, "on-low-memory", "when a second generation does not fit below the container's memory limit: refuse the reload, restart (drain the old one first: a gap in service) or ignore")
+	fs.Var(&choiceValue[upgrade.RestartPolicy]{&o.Restart, upgrade.ParseRestartPolicy}, "restart", "when the serving generation exits on its own: never (end the container, as tini), on-failure (start it again on the held sockets after a non-zero status or a signal) or always")
+	fs.Var(&countValue{n: &o.RestartLimit}, "restart-limit", "give up, and exit with the application's status, at the crash after N restarts within --restart-window")
+	fs.Var(positive(&o.RestartWindow), "restart-window", "the window in which --restart-limit counts restarts")
+	fs.Var(&pathsValue{paths: &cfg.Watch}, "watch", "reload when `PATH` changes: a file or directory, e.g. a ConfigMap volume (repeatable)")
+	fs.Var(positive(&cfg.WatchDebounce), "watch-debounce", "a change is the events of a --watch PATH until `D` passes without one")
+	fs.Var(&choiceValue[upgrade.LowMemory]{&o.OnLowMemory, upgrade.ParseLowMemory}, "on-low-memory", "when a second generation does not fit below the container's memory limit: refuse the reload, restart (drain the old one first: a gap in service) or ignore")
 	fs.StringVar(&cfg.Metrics, "metrics", "", "serve Prometheus metrics on `ADDR` (host:port), GET /metrics")
 	fs.StringVar(&cfg.Control, "control", DefaultControl, "control socket `PATH` (reload, status, probe, prestop)")
 	cfg.Verbosity = 1
@@ -335,20 +345,53 @@ func (v *countValue) Set(s string) error {
 func (v *countValue) String() string { return strconv.Itoa(*v.n) }
 func (v *countValue) Type() string   { return "N" }
 
-// lowMemoryValue is the --on-low-memory flag.
-type lowMemoryValue struct{ m *upgrade.LowMemory }
+// choiceValue is a flag holding one of a few words, checked by parse.
+type choiceValue[T ~string] struct {
+	v     *T
+	parse func(string) (T, error)
+}
 
-func (v *lowMemoryValue) Set(s string) error {
-	m, err := upgrade.ParseLowMemory(s)
+func (c *choiceValue[T]) Set(s string) error {
+	v, err := c.parse(s)
 	if err != nil {
 		return err
 	}
-	*v.m = m
+	*c.v = v
 	return nil
 }
 
-func (v *lowMemoryValue) String() string { return string(*v.m) }
-func (v *lowMemoryValue) Type() string   { return "MODE" }
+func (c *choiceValue[T]) String() string { return string(*c.v) }
+func (c *choiceValue[T]) Type() string   { return "MODE" }
+
+// pathsValue is a repeatable flag of paths; a value may hold several,
+// separated by commas (for the environment variable). Whether they exist
+// is checked when tini-hot starts (Config.CheckPaths), not while parsing:
+// a manifest's command line parses anywhere.
+type pathsValue struct{ paths *[]string }
+
+func (v *pathsValue) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			return errors.New("empty path")
+		}
+		*v.paths = append(*v.paths, p)
+	}
+	return nil
+}
+
+// CheckPaths checks, when tini-hot starts, that every --watch path
+// exists: a missing one is a usage error.
+func (c *Config) CheckPaths() error {
+	for _, p := range c.Watch {
+		if err := watch.Check(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (v *pathsValue) String() string { return strings.Join(*v.paths, ",") }
+func (v *pathsValue) Type() string   { return "PATH" }
 
 // readyValue is the --ready flag.
 type readyValue struct{ r *upgrade.Readiness }

@@ -49,12 +49,24 @@ func TestParseEnv(t *testing.T) {
 		"TINI_SUBREAPER": "", "TINI_KILL_PROCESS_GROUP": "", "TINI_VERBOSITY": "0",
 		"TINI_HOT_KILL_TIMEOUT": "3s", "TINI_HOT_REMAP_EXIT": "4",
 		"TINI_HOT_ON_LOW_MEMORY": "restart", "TINI_HOT_METRICS": ":9090",
+		"TINI_HOT_RESTART": "on-failure", "TINI_HOT_RESTART_LIMIT": "3", "TINI_HOT_WATCH": "/a, /b",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Supervisor.OnLowMemory != upgrade.LowMemoryRestart || cfg.Metrics != ":9090" {
 		t.Errorf("--on-low-memory %q, --metrics %q from the environment", cfg.Supervisor.OnLowMemory, cfg.Metrics)
+	}
+	if o := cfg.Supervisor; o.Restart != upgrade.RestartOnFailure || o.RestartLimit != 3 || o.RestartWindow != upgrade.DefaultRestartWindow || strings.Join(cfg.Watch, " ") != "/a /b" {
+		t.Errorf("--restart %q limit %d window %v, --watch %q from the environment", o.Restart, o.RestartLimit, o.RestartWindow, cfg.Watch)
+	}
+	// The paths are checked when tini-hot starts: a usage error.
+	if err := cfg.CheckPaths(); err == nil || err.Error() != "--watch /a: no such file or directory" {
+		t.Errorf("CheckPaths: %v", err)
+	}
+	cfg.Watch = []string{t.TempDir()}
+	if err := cfg.CheckPaths(); err != nil {
+		t.Error(err)
 	}
 	if !cfg.Subreaper || !cfg.Supervisor.SignalGroup || cfg.Verbosity != 0 || cfg.Supervisor.KillTimeout != 3*time.Second || !cfg.Remap[4] {
 		t.Errorf("environment not applied: %+v", cfg)
@@ -67,7 +79,8 @@ func TestParseEnv(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	for _, args := range [][]string{{}, {"--"}, {"--nope", "app"}, {"-e", "256", "app"}, {"-e", "x", "app"}, {"-p", "NOPE", "app"}, {"--kill-timeout", "0s", "app"}, {"--on-low-memory", "panic", "app"}, {"--metrics", "9090", "app"}} {
+	for _, args := range [][]string{{}, {"--"}, {"--nope", "app"}, {"-e", "256", "app"}, {"-e", "x", "app"}, {"-p", "NOPE", "app"}, {"--kill-timeout", "0s", "app"}, {"--on-low-memory", "panic", "app"}, {"--metrics", "9090", "app"},
+		{"--restart", "sometimes", "app"}, {"--restart-limit", "0", "app"}, {"--restart-window", "0s", "app"}, {"--watch", "", "app"}, {"--watch-debounce", "-1s", "app"}} {
 		if cfg, err := Parse(args, env(nil)); err == nil {
 			t.Errorf("Parse(%q) = %+v, want an error", args, cfg)
 		}

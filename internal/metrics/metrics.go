@@ -13,10 +13,14 @@ import (
 
 	vm "github.com/VictoriaMetrics/metrics"
 	"github.com/tini-hot/tini-hot/upgrade"
+	"golang.org/x/net/netutil"
 )
 
 // Source is the supervisor's status, read at each scrape.
 type Source func(ctx context.Context) (upgrade.Status, error)
+
+// maxConns bounds the endpoint's open connections.
+const maxConns = 8
 
 // scrapeTimeout bounds the wait for the supervisor's status.
 const scrapeTimeout = 5 * time.Second
@@ -116,6 +120,9 @@ func Listen(addr string, src Source, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
 	}
+	// PID 1 must not pay for a flood of connections: more wait in the
+	// kernel's backlog.
+	ln = netutil.LimitListener(ln, maxConns)
 	s := &Server{ln: ln, srv: &http.Server{
 		Handler:           Handler(src),
 		ReadHeaderTimeout: 10 * time.Second,

@@ -1,0 +1,186 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/procfs"
+	"github.com/tini-hot/tini-hot/internal/watch/kubelet"
+	"github.com/tini-hot/tini-hot/upgrade"
+)
+
+// hostPid is the host's pid of the process that is nsPid in the PID
+// namespace whose PID 1 is host pid init.
+func hostPid(t *testing.T, init, nsPid int) int {
+	t.Helper()
+	for pid := range descendants(init) {
+		p, err := procfs.NewProc(pid)
+		if err != nil {
+			continue
+		}
+		st, err := p.NewStatus()
+		if err == nil && len(st.NSpids) > 1 && int(st.NSpids[len(st.NSpids)-1]) == nsPid {
+			return pid
+		}
+	}
+	t.Fatalf("no process %d in the namespace of %d", nsPid, init)
+	return 0
+}
+
+// TestReloadsWaitAtBound: with --max-draining 2 and each old generation
+// holding a 6 s request, a third reload waits and succeeds, and a SIGHUP
+// sent at the bound ends in a newer generation serving. Every held
+// request is answered by the generation that took it.
+func TestReloadsWaitAtBound(t *testing.T) {
+	p, url := startDemo(t, mode{"pid1", true}, "--max-draining", "2")
+	var held []<-chan string
+	for gen := 1; gen <= 2; gen++ {
+		slow, _ := slowRequest(t, url, 6, p.stderr.String)
+		held = append(held, slow)
+		if out, code := p.reload(); code != 0 || out != fmt.Sprintf("generation %d serving", gen+1) {
+			t.Fatalf("reload %d: %d %s", gen, code, out)
+		}
+	}
+	// Two generations drain: the bound.
+	start := time.Now()
+	out, code := p.reloadWithin(time.Minute, "--timeout", "1s")
+	if code != 1 || !strings.Contains(out, "queued, waiting for one of 2 draining generations to exit (--max-draining 2)") {
+		t.Fatalf("reload --timeout 1s at the bound: %d %q", code, out)
+	}
+	third := make(chan string, 1)
+	go func() { out, code := p.reload(); third <- fmt.Sprintf("%d %s", code, out) }()
+	waitFor(t, "the reload to be queued", func() (string, bool) {
+		q := p.status().Queued
+		return fmt.Sprint(q), q != nil && q.Waiters == 1
+	})
+	hup := time.Now()
+	p.signal(syscall.SIGHUP)
+	got := <-third
+	waited := time.Since(start)
+	if got != "0 generation 4 serving" {
+		t.Fatalf("third reload: %s", got)
+	}
+	st := settled(t, p)
+	serving := st.Generations[len(st.Generations)-1]
+	if serving.State != "serving" || serving.Number < 4 || serving.Started.Before(hup) {
+		t.Fatalf("after the SIGHUP at the bound: generation %d %s started %v (SIGHUP at %v)", serving.Number, serving.State, serving.Started, hup)
+	}
+	for i, slow := range held {
+		if body := <-slow; !strings.HasSuffix(body, fmt.Sprintf("gen:%d", i+1)) {
+			t.Errorf("request held by generation %d: %q", i+1, body)
+		}
+	}
+	t.Logf("reload at the bound waited %v; generation %d serves; reloads %+v", waited.Round(time.Millisecond), serving.Number, st.Reloads)
+}
+
+// TestWatchConfigMap: the kubelet's atomic update of a ConfigMap volume
+// gives exactly one reload, watching the directory or a file in it; three
+// updates give three; nothing changing gives none.
+func TestWatchConfigMap(t *testing.T) {
+	for _, file := range []bool{false, true} {
+		name := map[bool]string{false: "directory", true: "file"}[file]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			vol := t.TempDir()
+			if err := kubelet.Update(vol, map[string]string{"app.conf": "v0", "other.conf": "x"}); err != nil {
+				t.Fatal(err)
+			}
+			path := vol
+			if file {
+				path = filepath.Join(vol, "app.conf")
+			}
+			const debounce = 200 * time.Millisecond
+			p, url := startDemo(t, mode{"pid1", true}, "--watch", path, "--watch-debounce", debounce.String())
+			// quiet checks that no reload comes over several windows:
+			// the absence of an event can only be seen over time.
+			quiet := func(want int) {
+				t.Helper()
+				time.Sleep(5 * debounce)
+				if st := settled(t, p); st.Reloads.Requested != want {
+					t.Fatalf("%d reloads, want %d: %+v", st.Reloads.Requested, want, st.Reloads)
+				}
+			}
+			quiet(0)
+			for i := 1; i <= 3; i++ {
+				if err := kubelet.Update(vol, map[string]string{"app.conf": fmt.Sprint("v", i), "other.conf": "x"}); err != nil {
+					t.Fatal(err)
+				}
+				want := fmt.Sprintf("gen:%d", i+1)
+				waitFor(t, want, func() (string, bool) {
+					body, err := get(http.DefaultClient, url)
+					return body, err == nil && strings.HasSuffix(body, want)
+				})
+				quiet(i)
+			}
+			if file {
+				// Another file of the volume changing alone is not a
+				// change of the watched one.
+				if err := os.WriteFile(filepath.Join(vol, "unrelated"), []byte("x"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				quiet(3)
+			}
+		})
+	}
+}
+
+// TestCrashRestart: as PID 1, kill -9 of the serving generation with
+// --restart on-failure starts a new generation on the held socket, and
+// none of the requests sent after the kill fails.
+func TestCrashRestart(t *testing.T) {
+	p, url := startDemo(t, mode{"pid1", true}, "--restart", "on-failure")
+	st := p.status()
+	g1, _ := generation(st, 1)
+	victim := hostPid(t, p.initPid(), g1.Pid)
+	before := startLoad(url, 2, 2) // load across the kill: its failures are the crash's, not counted
+	kill := time.Now()
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the killed generation to be reaped", func() (string, bool) {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", victim))
+		return "", os.IsNotExist(err)
+	})
+	l := startLoad(url, 6, 4)
+	body := waitFor(t, "generation 2 to answer", func() (string, bool) {
+		body, err := get(http.DefaultClient, url)
+		return body, err == nil && strings.HasSuffix(body, "gen:2")
+	})
+	gap := time.Since(kill)
+	time.Sleep(300 * time.Millisecond) // some load on the new generation: not a wait for an event
+	l.finish(t)
+	close(before.stop)
+	before.wg.Wait()
+	st = p.status()
+	if st.Restarts != 1 {
+		t.Errorf("%d restarts", st.Restarts)
+	}
+	t.Logf("kill -9 → %s answering after %v; after the kill %d requests, %d failed, longest %v; across it %d requests, %d failed",
+		body, gap.Round(time.Millisecond), l.ok.Load()+l.failed.Load(), l.failed.Load(), time.Duration(l.longest.Load()).Round(time.Millisecond),
+		before.ok.Load()+before.failed.Load(), before.failed.Load())
+}
+
+// TestCrashLoopGivesUp: an app that crashes 300 ms after every start is
+// restarted, then tini-hot gives up with its status, 1, well within the
+// minute the kubelet's back-off would take over after.
+func TestCrashLoopGivesUp(t *testing.T) {
+	start := time.Now()
+	p := startInit(t, th(), mode{"pid1", true}, nil, "-l", "tcp://"+freeAddr(t), "--ready", "notify", "--restart", "on-failure",
+		"--", "sh", "-c", "sleep 0.3; exit 1")
+	code := p.wait()
+	took := p.ended.Sub(start)
+	restarts := strings.Count(p.stderr.String(), "serving generation ended: restarting")
+	if code != 1 || restarts != upgrade.DefaultRestartLimit || !strings.Contains(p.stderr.String(), "giving up: the application crashed too often") {
+		t.Fatalf("exit %d after %d restarts:\n%s", code, restarts, p.stderr)
+	}
+	if took > upgrade.DefaultRestartWindow {
+		t.Fatalf("gave up after %v, more than the %v window", took, upgrade.DefaultRestartWindow)
+	}
+	t.Logf("crash loop: %d restarts, gave up with status %d after %v", restarts, code, took.Round(time.Millisecond))
+}

@@ -1,0 +1,139 @@
+package upgrade
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func restartOpts(p RestartPolicy) Options {
+	o := notifyOpts()
+	o.Restart = p
+	return o
+}
+
+// TestRestartOnFailure: a crash of the serving generation starts a new one
+// at once; probe fails until it is ready; leftovers of the crashed one get
+// the drain signal; an exit 0 ends the container under on-failure.
+func TestRestartOnFailure(t *testing.T) {
+	h := serving(t, restartOpts(RestartOnFailure))
+	h.os.extra[1] = []int{150} // a worker the crash leaves behind
+	mark := h.os.mark()
+	h.exits(true, killed(100, unix.SIGKILL))
+	h.wantState("exited", "starting")
+	if !h.os.hit(150, unix.SIGTERM, mark) {
+		t.Error("the crashed generation's leftover was not told to drain")
+	}
+	st := h.status()
+	if st.State != "restarting" || st.Restarts != 1 {
+		t.Fatalf("status %s, %d restarts", st.State, st.Restarts)
+	}
+	if _, err := h.s.probe(false); err == nil {
+		t.Fatal("probe ready while nothing serves")
+	}
+	// A reload meanwhile waits for the restarted generation.
+	r := h.reload(context.Background())
+	h.ready(2, 101)
+	h.wantState("exited", "serving", "starting")
+	h.ready(3, 102)
+	if res := h.answer(r); res.gen != 3 {
+		t.Fatalf("reload: %+v", res)
+	}
+	if gen, err := h.s.probe(false); err != nil || gen != 3 {
+		t.Fatalf("probe %d %v", gen, err)
+	}
+	h.exits(true, exited(101, 0)) // generation 2 drained
+	h.exits(false, exited(102, 0))
+	if e := h.ended(); e.Code() != 0 {
+		t.Fatalf("exit %d", e.Code())
+	}
+}
+
+// TestRestartAlways restarts after an exit 0 too; never (the default) ends
+// the container, as tini.
+func TestRestartAlways(t *testing.T) {
+	h := serving(t, restartOpts(RestartAlways))
+	h.exits(true, exited(100, 0))
+	h.wantState("exited", "starting")
+	h2 := serving(t, notifyOpts())
+	h2.exits(false, exited(100, 3))
+	if e := h2.ended(); e.Code() != 3 {
+		t.Fatalf("never: exit %d", e.Code())
+	}
+}
+
+// TestRestartBackoff: crashes at every start back off 0, 250 ms, 500 ms,
+// 1 s, 2 s; the sixth crash within the window gives up with the
+// application's status.
+func TestRestartBackoff(t *testing.T) {
+	h := newHarness(t, restartOpts(RestartOnFailure))
+	pid := 100
+	for i, wait := range []time.Duration{0, 250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second} {
+		h.advance(300 * time.Millisecond)
+		h.exits(true, exited(pid, 1))
+		if wait > 0 {
+			h.advance(wait - time.Millisecond)
+			if h.started() != i+1 {
+				t.Fatalf("restart %d before its %v back-off", i+1, wait)
+			}
+			h.advance(time.Millisecond)
+		}
+		if h.started() != i+2 {
+			t.Fatalf("restart %d not started after %v", i+1, wait)
+		}
+		pid++
+	}
+	h.advance(300 * time.Millisecond)
+	h.exits(false, exited(pid, 1))
+	if e := h.ended(); e.Code() != 1 {
+		t.Fatalf("exit %d", e.Code())
+	}
+	// After a quiet window, crashes are forgiven.
+	h2 := serving(t, restartOpts(RestartOnFailure))
+	for pid := 100; pid < 110; pid++ {
+		h2.exits(true, exited(pid, 1))
+		h2.advance(DefaultRestartWindow)
+		h2.ready(pid-98, pid+1)
+	}
+	if st := h2.status(); st.Restarts != 10 {
+		t.Fatalf("%d restarts", st.Restarts)
+	}
+}
+
+// TestSIGTERMDuringBackoff: SIGTERM between a crash and its restart ends
+// at once, with the crash's status; nothing more starts.
+func TestSIGTERMDuringBackoff(t *testing.T) {
+	h := serving(t, restartOpts(RestartOnFailure))
+	h.exits(true, exited(100, 2))
+	h.exits(true, exited(101, 2)) // back-off 250 ms
+	h.do(func() { h.r.children = false })
+	h.signal(unix.SIGTERM)
+	if e := h.ended(); e.Code() != 2 {
+		t.Fatalf("exit %d", e.Code())
+	}
+	if h.started() != 2 {
+		t.Fatalf("%d started", h.started())
+	}
+}
+
+// TestCrashDuringUpgrade: the upgrade in progress takes over; its reload
+// is answered when it is ready.
+func TestCrashDuringUpgrade(t *testing.T) {
+	h := serving(t, restartOpts(RestartOnFailure))
+	r := h.reload(context.Background())
+	h.exits(true, killed(100, unix.SIGSEGV))
+	h.wantState("exited", "starting")
+	if q := h.status(); q.State != "restarting" || h.started() != 2 {
+		t.Fatalf("state %s, %d started", q.State, h.started())
+	}
+	h.ready(2, 101)
+	if res := h.answer(r); res.gen != 2 || res.err != nil {
+		t.Fatalf("reload: %+v", res)
+	}
+	if c := h.status().Reloads; c.Succeeded != 1 || !strings.Contains(h.status().State, "running") {
+		t.Fatalf("counters %+v", c)
+	}
+}
