@@ -3,6 +3,7 @@ package upgrade
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/launch"
@@ -46,11 +47,19 @@ const (
 
 // ParseLowMemory checks an --on-low-memory value.
 func ParseLowMemory(s string) (LowMemory, error) {
-	switch m := LowMemory(s); m {
-	case LowMemoryRefuse, LowMemoryRestart, LowMemoryIgnore:
-		return m, nil
+	return parseChoice(s, LowMemoryRefuse, LowMemoryRestart, LowMemoryIgnore)
+}
+
+// parseChoice returns s as one of choices, or an error listing them.
+func parseChoice[T ~string](s string, choices ...T) (T, error) {
+	names := make([]string, len(choices))
+	for i, c := range choices {
+		if string(c) == s {
+			return c, nil
+		}
+		names[i] = string(c)
 	}
-	return "", fmt.Errorf("%q: must be refuse, restart or ignore", s)
+	return "", fmt.Errorf("%q: must be %s or %s", s, strings.Join(names[:len(names)-1], ", "), names[len(names)-1])
 }
 
 // RestartPolicy says when the serving generation is started again after
@@ -69,11 +78,7 @@ const (
 
 // ParseRestartPolicy checks a --restart value.
 func ParseRestartPolicy(s string) (RestartPolicy, error) {
-	switch p := RestartPolicy(s); p {
-	case RestartNever, RestartOnFailure, RestartAlways:
-		return p, nil
-	}
-	return "", fmt.Errorf("%q: must be never, on-failure or always", s)
+	return parseChoice(s, RestartNever, RestartOnFailure, RestartAlways)
 }
 
 // Restart back-off: the first restart is at once, the next after
