@@ -374,10 +374,14 @@ func TestInheritedSignalState(t *testing.T) {
 		bin      initBin
 		flags    []string
 		ign, blk uint64
+		clean    bool // the parent ignores and blocks nothing
 	}{
-		{"tini", initBin{"tini", ""}, nil, mask(parentIgnores...), mask(parentBlocks...)},
-		{"tini-hot", th(), nil, mask(unix.SIGTTOU, unix.SIGINT), mask(unix.SIGTTIN)},
-		{"tini-hot-listen", th(), []string{"-l", "tcp://127.0.0.1:0"}, mask(unix.SIGTTOU, unix.SIGINT), mask(unix.SIGTTIN)},
+		{"tini", initBin{"tini", ""}, nil, mask(parentIgnores...), mask(parentBlocks...), false},
+		{"tini-hot", th(), nil, mask(unix.SIGTTOU, unix.SIGINT), mask(unix.SIGTTIN), false},
+		{"tini-hot-listen", th(), []string{"-l", "tcp://127.0.0.1:0"}, mask(unix.SIGTTOU, unix.SIGINT), mask(unix.SIGTTIN), false},
+		// Started without the trampoline: still nothing ignored, SIGPIPE
+		// (which tini-hot drops) included, and nothing blocked.
+		{"tini-hot-clean", th(), nil, 0, 0, true},
 	}
 	for _, c := range cases {
 		if c.bin.name == "tini" {
@@ -390,7 +394,7 @@ func TestInheritedSignalState(t *testing.T) {
 		for _, m := range modes {
 			t.Run(c.name+"/"+m.name, func(t *testing.T) {
 				t.Parallel()
-				p := startClean(t, c.bin, m, true, initArgs(m, append(c.flags, "--", "cat", "/proc/self/status")...)...)
+				p := startClean(t, c.bin, m, !c.clean, initArgs(m, append(c.flags, "--", "cat", "/proc/self/status")...)...)
 				if code := p.wait(); code != 0 {
 					t.Fatalf("exit status %d:\n%s", code, p.stderr)
 				}
@@ -438,5 +442,29 @@ func TestOwnProcessGroup(t *testing.T) {
 				t.Errorf("first line %q: want the application leading its own group", f)
 			}
 		})
+	}
+}
+
+// TestInheritedFdsNotPassed: an fd tini-hot inherited without
+// close-on-exec does not reach the application, started directly or
+// through the trampoline (with -l, whose socket is its fd 3).
+func TestInheritedFdsNotPassed(t *testing.T) {
+	for _, flags := range [][]string{nil, {"-l", "tcp://127.0.0.1:0"}} {
+		leak, err := os.Open("/dev/null")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer leak.Close()
+		cmd := exec.Command(tiniHot, append(flags, "--", "sh", "-c", `ls /proc/$$/fd | tr '\n' ' '`)...)
+		cmd.ExtraFiles = []*os.File{leak, leak, leak} // fds 3, 4, 5 in tini-hot
+		cmd.Env = append(os.Environ(), "TINI_HOT_CONTROL="+filepath.Join(t.TempDir(), "c.sock"))
+		out, err := cmd.Output()
+		want := "0 1 2 "
+		if len(flags) > 0 {
+			want = "0 1 2 3 " // the listener
+		}
+		if err != nil || string(out) != want {
+			t.Errorf("%v: the application's fds: %q (%v), want %q", flags, out, err, want)
+		}
 	}
 }

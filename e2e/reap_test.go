@@ -88,22 +88,25 @@ func zombies(pid int) int {
 }
 
 // rssKiB reads VmRSS of pid.
-func rssKiB(t testing.TB, pid int) int {
+func rssKiB(t testing.TB, pid int) int { return statusKiB(t, pid, "VmRSS") }
+
+// statusKiB reads a field in kB of /proc/PID/status: VmRSS, RssAnon.
+func statusKiB(t testing.TB, pid int, field string) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
 			if err != nil {
-				t.Fatalf("VmRSS %q: %v", rest, err)
+				t.Fatalf("%s %q: %v", field, rest, err)
 			}
 			return n
 		}
 	}
-	t.Fatalf("no VmRSS for pid %d", pid)
+	t.Fatalf("no %s for pid %d", field, pid)
 	return 0
 }
 

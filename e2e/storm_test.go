@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/procfs"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
@@ -206,6 +207,19 @@ func TestSoak(t *testing.T) {
 	pid := p.initPid()
 	settled(t, p)
 	rss, fds, threads := rssKiB(t, pid), countDir(t, pid, "fd"), countDir(t, pid, "task")
+	anon := statusKiB(t, pid, "RssAnon")
+	cpu := func() float64 {
+		p, err := procfs.NewProc(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := p.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.CPUTime()
+	}
+	cpu0 := cpu()
 	l := startLoad(url, 6, 4)
 	start := time.Now()
 	upgradeN(t, p, url, n)
@@ -216,9 +230,11 @@ func TestSoak(t *testing.T) {
 		t.Errorf("reload counters %+v, want %d succeeded", st.Reloads, n)
 	}
 	rss2, fds2, threads2 := rssKiB(t, pid), countDir(t, pid, "fd"), countDir(t, pid, "task")
+	anon2 := statusKiB(t, pid, "RssAnon")
+	cpuUsed := cpu() - cpu0
 	if fds2 != fds {
 		t.Errorf("fds %d before, %d after", fds, fds2)
 	}
-	t.Logf("%d upgrades in %v under load: %d requests, %d failed; tini-hot RSS %d -> %d KiB, fds %d -> %d, threads %d -> %d",
-		n, took.Round(time.Second), l.ok.Load()+l.failed.Load(), l.failed.Load(), rss, rss2, fds, fds2, threads, threads2)
+	t.Logf("%d upgrades in %v under load: %d requests, %d failed; tini-hot RSS %d -> %d KiB, RssAnon %d -> %d KiB, CPU %.2fs, fds %d -> %d, threads %d -> %d",
+		n, took.Round(time.Second), l.ok.Load()+l.failed.Load(), l.failed.Load(), rss, rss2, anon, anon2, cpuUsed, fds, fds2, threads, threads2)
 }

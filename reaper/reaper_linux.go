@@ -33,11 +33,14 @@ const signalBuffer = 256
 // the process is PID 1, makes it a child subreaper. Call it before starting
 // any child, so that no exit and no signal is missed.
 //
-// It also ignores SIGPIPE: the kernel raises it in tini-hot when a
-// control client or the reader of its log goes away mid-write, and a
-// forwarded SIGPIPE would kill an application that does not ignore it (a
-// shell script, a C program). Since it cannot be told apart from a
-// kill -PIPE, it is never forwarded; writes fail with EPIPE instead.
+// It also catches and drops SIGPIPE: the kernel raises it in tini-hot
+// when a control client or the reader of its log goes away mid-write, and
+// a forwarded SIGPIPE would kill an application that does not ignore it
+// (a shell script, a C program). Since it cannot be told apart from a
+// kill -PIPE, it is never forwarded; writes fail with EPIPE instead. It
+// is caught rather than ignored so that the application, started
+// directly, gets it at its default: an ignored signal stays ignored
+// across exec.
 func New() (*Reaper, error) {
 	r := &Reaper{
 		pid:     os.Getpid(),
@@ -50,7 +53,8 @@ func New() (*Reaper, error) {
 			return nil, fmt.Errorf("become child subreaper: %w", err)
 		}
 	}
-	signal.Ignore(unix.SIGPIPE)
+	// Never read: os/signal drops what does not fit.
+	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	signal.Notify(r.chld, unix.SIGCHLD)
 	// One SIGTERM waiting is as good as several: a buffer of one never
 	// loses the fact that it came.

@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 
 	"github.com/tini-hot/tini-hot/control"
 	"github.com/tini-hot/tini-hot/internal/cli"
@@ -70,8 +71,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return supervise(cfg, stderr)
 }
 
+// softMemoryLimit is tini-hot's own soft memory limit: the Go runtime
+// otherwise keeps the memory of past reloads' garbage, and RSS grows over
+// thousands of reloads (measured: +4 MiB over 1,000). It is set in
+// process, never through GOMEMLIMIT, which the application would inherit.
+const softMemoryLimit = 8 << 20
+
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(softMemoryLimit)
+	}
 	// First, before any signal.Notify changes them: what the application
 	// inherits of tini-hot's signal state.
 	inherited, err := launch.CaptureSignals()
@@ -83,6 +93,9 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	fail := func(err error) int {
 		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
 		return cli.ExitFailure
+	}
+	if err := launch.CloseInherited(); err != nil {
+		log.Warn("inherited fds may reach the application", "err", err)
 	}
 
 	// Sockets first: a bind failure starts nothing.

@@ -59,7 +59,6 @@ func Start(spec Spec) (int, error) {
 	for _, fd := range spec.Fds {
 		fds = append(fds, uintptr(fd))
 	}
-	argv := append([]string{os.Args[0], helperArg, strconv.Itoa(len(spec.Fds)), spec.Signals.String()}, spec.Argv...)
 	attr := &syscall.ProcAttr{
 		Env:   spec.Env,
 		Files: fds,
@@ -69,18 +68,73 @@ func Start(spec Spec) (int, error) {
 		attr.Sys.Foreground = true
 		attr.Sys.Ctty = 0
 	}
-	pid, err := syscall.ForkExec("/proc/self/exe", argv, attr)
-	if err != nil && attr.Sys.Foreground && (errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EPERM)) {
-		// stdin is a terminal but not our controlling one: start the
-		// command in the background group, as tini does.
-		attr.Sys.Foreground = false
-		pid, err = syscall.ForkExec("/proc/self/exe", argv, attr)
+	// With no socket to hand over (no LISTEN_PID to set) and no signal
+	// state to restore, the trampoline has nothing to do: exec the
+	// command directly, one Go start-up fewer. The child gets every
+	// signal at its default and none blocked, as the trampoline would
+	// give it, and no fd beyond 0-2 (see CloseInherited). A command not
+	// found or not executable goes through the trampoline, which reports
+	// it with the shell's statuses, 127 and 126.
+	if len(spec.Fds) == 0 && spec.Signals == (SignalState{}) {
+		if path, ok := lookPath(spec.Argv[0], spec.Env); ok {
+			if pid, err := forkExec(path, spec.Argv, attr); err == nil {
+				return pid, nil
+			}
+		}
 	}
+	argv := append([]string{os.Args[0], helperArg, strconv.Itoa(len(spec.Fds)), spec.Signals.String()}, spec.Argv...)
+	pid, err := forkExec("/proc/self/exe", argv, attr)
 	if err != nil {
 		return 0, fmt.Errorf("start %s: %w", spec.Argv[0], err)
 	}
 	return pid, nil
 }
+
+// forkExec starts path; when stdin is a terminal but not our controlling
+// one, it starts it in the background group, as tini does.
+func forkExec(path string, argv []string, attr *syscall.ProcAttr) (int, error) {
+	pid, err := syscall.ForkExec(path, argv, attr)
+	if err != nil && attr.Sys.Foreground && (errors.Is(err, unix.ENOTTY) || errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EPERM)) {
+		fg := *attr.Sys
+		fg.Foreground = false
+		a := *attr
+		a.Sys = &fg
+		pid, err = syscall.ForkExec(path, argv, &a)
+	}
+	return pid, err
+}
+
+// lookPath finds name as execvp(3) would in the PATH of env: the first
+// executable regular file.
+func lookPath(name string, env []string) (string, bool) {
+	executable := func(p string) bool {
+		var st unix.Stat_t
+		return unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(p, unix.X_OK) == nil
+	}
+	if strings.Contains(name, "/") {
+		return name, executable(name)
+	}
+	path := defaultPath
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range strings.Split(path, ":") {
+		if dir == "" {
+			dir = "."
+		}
+		if p := dir + "/" + name; executable(p) {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// CloseInherited marks every fd from 3 on close-on-exec, once at start:
+// what tini-hot inherited from its parent never reaches the application,
+// whether it is started through the trampoline or directly.
+func CloseInherited() error { return closeOnExecFrom(ListenFdsStart) }
 
 func isTerminal(fd int) bool {
 	_, err := unix.IoctlGetTermios(fd, unix.TCGETS)
