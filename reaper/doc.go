@@ -16,7 +16,7 @@
 // caller to forward. SIGURG is not subscribed: the Go runtime sends it to
 // its own threads for goroutine preemption, so it cannot be told apart from
 // a user's kill -URG and is never forwarded; nor is SIGPROF, which the
-// runtime keeps for its profiler, nor SIGPIPE, which tini-hot ignores
+// runtime keeps for its profiler, nor SIGPIPE, which tini-hot drops
 // because its own writes to a client that went away raise it. SIGTERM has
 // a channel of its own ([Reaper.Terminations]) that other signals cannot
 // fill. Signals that the kernel raises
