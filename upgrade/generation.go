@@ -60,6 +60,7 @@ type generation struct {
 	// started once more. oom: the OOM killer ended its main process.
 	reload, replacing, retry, oom bool
 	drainStart                    time.Time // when it got the drain signal
+	requested                     time.Time // when the reload it serves was asked for
 	notify                        notifier
 	check                         int      // pid of the running exec readiness check, 0 if none
 	timers                        []*timer // its timers: stopped when its state changes
@@ -320,7 +321,7 @@ func (s *Supervisor) handleNotice(ev notifyEvent) {
 		g.appStatus = ev.notice.status
 	}
 	if ev.notice.ready && s.opts.Ready.Mode == ReadyNotify {
-		s.ready(g)
+		s.readyAt(g, ev.at)
 	}
 }
 

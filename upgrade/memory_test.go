@@ -192,10 +192,17 @@ func TestFigures(t *testing.T) {
 	h := newHarness(t, notifyOpts())
 	h.advance(30 * 1e6) // 30 ms
 	h.ready(1, 100)
+	asked := h.clock.Now()
 	r := h.reload(context.Background())
 	h.advance(2 * 1e9) // 2 s
 	h.ready(2, 101)
 	h.answer(r)
+	// The reload's timings: asked and forked at once, ready 2 s later,
+	// and the old generation told to drain at that moment.
+	g1, g2 := h.gen(1), h.gen(2)
+	if g1.Requested != nil || *g2.Requested != asked || g2.Started != asked || *g2.Ready != asked.Add(2e9) || *g1.DrainSignal != *g2.Ready || g2.DrainSignal != nil {
+		t.Fatalf("timings: %+v / %+v", g1, g2)
+	}
 	h.advance(7 * 1e9)
 	h.exits(true, exited(100, 0), exited(555, 0))
 	st, err := h.s.Status(context.Background())

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +49,7 @@ type notifyEvent struct {
 	gen    int
 	sender int // pid from SCM_CREDENTIALS; 0 if the kernel sent none
 	notice notice
+	at     time.Time // when it was read: READY=1's moment
 }
 
 // notifySocket is a generation's NOTIFY_SOCKET: a datagram socket in the
@@ -94,7 +96,7 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 			// be told from a closed socket by the caller, so stop.
 			return
 		}
-		ev := notifyEvent{gen: gen, notice: parseNotice(buf[:n])}
+		ev := notifyEvent{gen: gen, notice: parseNotice(buf[:n]), at: time.Now()}
 		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
 			for _, m := range msgs {
 				if cred, err := unix.ParseUnixCredentials(&m); err == nil {

@@ -57,7 +57,11 @@ func (s *Supervisor) dropWaiter(w *waiter) {
 // for a reload by signal.
 func (s *Supervisor) reload(w *waiter) {
 	s.counters.Requested++
+	if s.requestedAt.IsZero() {
+		s.requestedAt = s.sys.now()
+	}
 	if s.closing() {
+		s.requestedAt = time.Time{}
 		s.counters.Refused++
 		w.answer(0, errors.New(s.closedReason()))
 		return
@@ -117,7 +121,7 @@ func (s *Supervisor) upgrade(waiters []*waiter) {
 		s.restart(waiters, msg)
 		return
 	case f == fitsNever:
-		s.waitReason = ""
+		s.waitReason, s.requestedAt = "", time.Time{}
 		s.counters.Refused++
 		s.log.Warn("reload refused", "reason", msg)
 		refuse(waiters, refuseMemory(msg))
@@ -126,12 +130,14 @@ func (s *Supervisor) upgrade(waiters []*waiter) {
 	s.waitReason = ""
 	g, err := s.start()
 	if err != nil {
+		s.requestedAt = time.Time{}
 		s.counters.Failed++
 		s.log.Error("reload failed", "err", err)
 		refuse(waiters, err.Error())
 		return
 	}
 	g.waiters, g.reload = waiters, true
+	g.requested, s.requestedAt = s.requestedAt, time.Time{}
 	s.upgrading = g
 	s.watch(g)
 }
@@ -164,12 +170,19 @@ func (s *Supervisor) draining() []*generation {
 }
 
 // ready hands over to g, the first generation or the upgrading one.
-func (s *Supervisor) ready(g *generation) {
+func (s *Supervisor) ready(g *generation) { s.readyAt(g, s.sys.now()) }
+
+// readyAt is ready for a generation that said so at a known moment (the
+// READY=1 datagram's arrival), for the timings status reports.
+func (s *Supervisor) readyAt(g *generation, at time.Time) {
 	if g.state != stateStarting || g.exited || s.ending() || (g != s.current && g != s.upgrading) {
 		return
 	}
 	g.stopTimers()
-	g.ready = s.sys.now()
+	if at.IsZero() || at.Before(g.started) {
+		at = s.sys.now()
+	}
+	g.ready = at
 	g.state = stateServing
 	s.readyTimes.observe(g.ready.Sub(g.started))
 	s.log.Info("generation ready", "generation", g.number, "pid", g.pid, "after", g.ready.Sub(g.started).Round(time.Millisecond))

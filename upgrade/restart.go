@@ -24,6 +24,8 @@ type replacement struct {
 	// so that the container is not left with nothing.
 	reload bool
 	retry  bool
+	// requested is when the reload it serves was asked for.
+	requested time.Time
 }
 
 // restart is the upgrade that does not fit next to the serving
@@ -33,7 +35,8 @@ type replacement struct {
 func (s *Supervisor) restart(waiters []*waiter, why string) {
 	old := s.current
 	s.log.Warn("upgrading by restart: draining the serving generation first", "generation", old.number, "reason", why)
-	s.replace = &replacement{why: why, waiters: waiters, reload: true, retry: true, waitDrained: true}
+	s.replace = &replacement{why: why, waiters: waiters, reload: true, retry: true, waitDrained: true, requested: s.requestedAt}
+	s.requestedAt = time.Time{}
 	s.drain(old)
 }
 
@@ -56,7 +59,7 @@ func (s *Supervisor) replaceNow() {
 		refuse(r.waiters, err.Error())
 		return
 	}
-	g.waiters, g.reload, g.retry, g.replacing = r.waiters, r.reload, r.retry, true
+	g.waiters, g.reload, g.retry, g.replacing, g.requested = r.waiters, r.reload, r.retry, true, r.requested
 	s.current = g
 	s.watch(g)
 }

@@ -64,7 +64,7 @@ func (s *Supervisor) announce(by string) {
 	s.announced, s.announcedBy = s.sys.now(), by
 	s.log.Info("termination announced", "by", by)
 	refuse(s.pending, s.closedReason())
-	s.pending, s.pendingOn, s.waitReason = nil, false, ""
+	s.pending, s.pendingOn, s.waitReason, s.requestedAt = nil, false, "", time.Time{}
 }
 
 // prestop is the preStop hook's notice.

@@ -104,12 +104,18 @@ type QueuedStatus struct {
 
 // GenerationStatus is one generation of the application.
 type GenerationStatus struct {
-	Number  int        `json:"number"`
-	Pid     int        `json:"pid"`
-	State   string     `json:"state"`
-	Started time.Time  `json:"started"`
-	Ready   *time.Time `json:"ready,omitempty"`
-	Ended   *time.Time `json:"ended,omitempty"`
+	Number int    `json:"number"`
+	Pid    int    `json:"pid"`
+	State  string `json:"state"`
+	// Requested is when the reload it serves was asked for; Started
+	// when it was forked; Ready when it said so (READY=1's arrival);
+	// DrainSignal when it was told to drain; Ended when its main process
+	// was reaped.
+	Requested   *time.Time `json:"requested,omitempty"`
+	Started     time.Time  `json:"started"`
+	Ready       *time.Time `json:"ready,omitempty"`
+	DrainSignal *time.Time `json:"drain_signal,omitempty"`
+	Ended       *time.Time `json:"ended,omitempty"`
 	// Exit is how the generation's main process ended ("exited with
 	// status 0"); Reason why it failed, for a failed one.
 	Exit   string `json:"exit,omitempty"`
@@ -183,10 +189,7 @@ func (s *Supervisor) status() Status {
 	}
 	for _, g := range s.gens {
 		gs := GenerationStatus{Number: g.number, Pid: g.pid, State: g.state.String(), Started: g.started, Reason: g.reason, AppStatus: g.appStatus, OOMKilled: g.oom}
-		if !g.ready.IsZero() {
-			t := g.ready
-			gs.Ready = &t
-		}
+		gs.Requested, gs.Ready, gs.DrainSignal = timePtr(g.requested), timePtr(g.ready), timePtr(g.drainStart)
 		if g.exited {
 			t := g.ended
 			gs.Ended, gs.Exit = &t, g.exit.String()
@@ -197,6 +200,14 @@ func (s *Supervisor) status() Status {
 		st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Spec.Name, Address: l.Addr()})
 	}
 	return st
+}
+
+// timePtr is t, or nil for the zero time.
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
 
 // queuedReason says what the queued upgrade waits for.

@@ -43,6 +43,9 @@ type Supervisor struct {
 	// serving one is gone (see restart.go).
 	waitReason string
 	replace    *replacement
+	// requestedAt is when the first reload the next upgrade serves was
+	// asked for.
+	requestedAt time.Time
 	// Figures for status and metrics.
 	reaped     uint64
 	readyTimes Histogram

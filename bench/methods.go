@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// server is an application under one upgrade method.
+type server interface {
+	// upgrade replaces the serving process and returns once the new one
+	// serves.
+	upgrade() error
+	stop()
+}
+
+// method is one way to upgrade a server in place.
+type method struct {
+	name, about string
+	start       func(b bins, addr, dir string) (server, error)
+}
+
+var methods = []method{
+	{"tini-hot", "tini-hot -l, the demo app (closes its listener, then shuts down)", startTiniHot("demo")},
+	{"stop-then-start", "the app binds the port itself; SIGTERM, wait, start the new one", startBind},
+	{"SO_REUSEPORT", "the new process binds next to the old one, then the old one stops", startReuseport},
+	{"tableflip", "cloudflare/tableflip v1.2.3: SIGHUP, the process hands the socket to its successor", startTableflip},
+	{"tini-hot, naive app", "tini-hot -l, an app that calls Shutdown with the listener open", startTiniHot("naive")},
+}
+
+// tiniHot is the demo (or the naive peer) behind tini-hot.
+type tiniHot struct {
+	p       *proc
+	control string
+	bin     string
+}
+
+func startTiniHot(app string) func(b bins, addr, dir string) (server, error) {
+	return func(b bins, addr, dir string) (server, error) {
+		control := filepath.Join(dir, "control.sock")
+		argv := []string{b.tiniHot, "-l", "tcp://" + addr, "--ready", "notify", "--control", control, "--"}
+		if app == "demo" {
+			argv = append(argv, b.demo)
+		} else {
+			argv = append(argv, b.peer, "-mode", "naive")
+		}
+		p, err := start(nil, argv...)
+		if err != nil {
+			return nil, err
+		}
+		s := &tiniHot{p: p, control: control, bin: b.tiniHot}
+		return s, until(10*time.Second, "tini-hot to serve", func() bool { _, err := answer("http://" + addr + "/"); return err == nil })
+	}
+}
+
+func (s *tiniHot) upgrade() error {
+	out, err := exec.Command(s.bin, "reload", "--control", s.control).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("tini-hot reload: %v: %s", err, out)
+	}
+	return nil
+}
+
+func (s *tiniHot) stop() { s.p.stop() }
+
+// ownSocket is the peer binding its own socket: stop-then-start, or
+// SO_REUSEPORT's overlap.
+type ownSocket struct {
+	p          *proc
+	argv       []string
+	url        string
+	overlapped bool
+}
+
+func startOwn(b bins, addr, mode string) (*ownSocket, error) {
+	s := &ownSocket{argv: []string{b.peer, "-mode", mode, "-addr", addr}, url: "http://" + addr + "/", overlapped: mode == "reuseport"}
+	var err error
+	if s.p, err = start(nil, s.argv...); err != nil {
+		return nil, err
+	}
+	return s, until(10*time.Second, mode+" peer to serve", func() bool { _, err := answer(s.url); return err == nil })
+}
+
+func startBind(b bins, addr, _ string) (server, error)      { return startOwn(b, addr, "bind") }
+func startReuseport(b bins, addr, _ string) (server, error) { return startOwn(b, addr, "reuseport") }
+
+func (s *ownSocket) upgrade() error {
+	old := s.p
+	if !s.overlapped {
+		old.stop()
+	}
+	p, err := start(nil, s.argv...)
+	if err != nil {
+		return err
+	}
+	s.p = p
+	want := fmt.Sprintf("ospid:%d", p.pid())
+	if err := until(10*time.Second, "the new process to answer", func() bool { body, _ := answer(s.url); return body == want }); err != nil {
+		return err
+	}
+	if s.overlapped {
+		old.stop()
+	}
+	return nil
+}
+
+func (s *ownSocket) stop() { s.p.stop() }
+
+// flip is the peer under tableflip: the running process is whichever the
+// pid file names.
+type flip struct {
+	first   *proc
+	pidFile string
+	url     string
+}
+
+func startTableflip(b bins, addr, dir string) (server, error) {
+	s := &flip{pidFile: filepath.Join(dir, "peer.pid"), url: "http://" + addr + "/"}
+	var err error
+	if s.first, err = start(nil, b.peer, "-mode", "tableflip", "-addr", addr, "-pidfile", s.pidFile); err != nil {
+		return nil, err
+	}
+	return s, until(10*time.Second, "tableflip peer to serve", func() bool { _, err := answer(s.url); return err == nil && s.current() > 0 })
+}
+
+func (s *flip) current() int {
+	b, _ := os.ReadFile(s.pidFile)
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return n
+}
+
+func (s *flip) upgrade() error {
+	old := s.current()
+	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
+		return err
+	}
+	return until(30*time.Second, "tableflip's successor to take over", func() bool {
+		cur := s.current()
+		return cur != old && cur > 0 && !alive(old)
+	})
+}
+
+func (s *flip) stop() {
+	pid := s.current()
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	_ = until(30*time.Second, "tableflip peer to exit", func() bool { return !alive(pid) })
+	select {
+	case <-s.first.done:
+	default:
+		s.first.stop()
+	}
+}
+
+// alive reports whether pid runs (a zombie does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	return !strings.HasPrefix(s[strings.LastIndexByte(s, ')')+2:], "Z")
+}

@@ -1,0 +1,139 @@
+// Command peer is the benchmark's application for the upgrade methods
+// tini-hot is compared with. Every mode answers GET / with "ospid:PID" and
+// drains on SIGTERM; they differ in where the listening socket comes from
+// and how an upgrade hands it over:
+//
+//	-mode bind       binds ADDR itself: an upgrade is stop, then start
+//	-mode reuseport  binds ADDR with SO_REUSEPORT: the new process binds
+//	                 next to the old one, which then stops
+//	-mode tableflip  github.com/cloudflare/tableflip: SIGHUP makes the
+//	                 process start its successor and hand it the socket
+//	-mode naive      takes the socket from tini-hot (LISTEN_FDS) and, on
+//	                 SIGTERM, calls http.Server.Shutdown without closing
+//	                 its listener first: the drain trap README describes
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/cloudflare/tableflip"
+	"github.com/tini-hot/tini-hot/hotapp"
+	"golang.org/x/sys/unix"
+)
+
+func main() {
+	mode := flag.String("mode", "bind", "bind, reuseport, tableflip or naive")
+	addr := flag.String("addr", "127.0.0.1:8080", "address for bind, reuseport and tableflip")
+	pidFile := flag.String("pidfile", "", "tableflip: the pid file naming the current process")
+	flag.Parse()
+	srv := &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "ospid:%d\n", os.Getpid())
+		}),
+	}
+	var err error
+	switch *mode {
+	case "bind":
+		var l net.Listener
+		if l, err = net.Listen("tcp", *addr); err == nil {
+			err = serveOwn(srv, l)
+		}
+	case "reuseport":
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}}
+		var l net.Listener
+		if l, err = lc.Listen(context.Background(), "tcp", *addr); err == nil {
+			err = serveOwn(srv, l)
+		}
+	case "tableflip":
+		err = serveTableflip(srv, *addr, *pidFile)
+	case "naive":
+		err = serveNaive(srv)
+	default:
+		err = fmt.Errorf("unknown mode %q", *mode)
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// serveOwn serves on a listener of its own until SIGTERM, then shuts
+// down: Shutdown closes the listener first, as it should.
+func serveOwn(srv *http.Server, l net.Listener) error {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() { _ = srv.Serve(l) }()
+	<-term
+	return srv.Shutdown(context.Background())
+}
+
+// serveTableflip is tableflip's documented use: SIGHUP upgrades, the
+// parent exits once the child is ready.
+func serveTableflip(srv *http.Server, addr, pidFile string) error {
+	upg, err := tableflip.New(tableflip.Options{PIDFile: pidFile})
+	if err != nil {
+		return err
+	}
+	defer upg.Stop()
+	go func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGHUP, syscall.SIGTERM)
+		for s := range sig {
+			if s == syscall.SIGTERM {
+				upg.Stop()
+				return
+			}
+			if err := upg.Upgrade(); err != nil {
+				log.Printf("peer: upgrade: %v", err)
+			}
+		}
+	}()
+	l, err := upg.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	go func() { _ = srv.Serve(l) }()
+	if err := upg.Ready(); err != nil {
+		return err
+	}
+	<-upg.Exit()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(ctx)
+}
+
+// serveNaive serves tini-hot's socket and, on SIGTERM, calls Shutdown
+// with the shared listener still open.
+func serveNaive(srv *http.Server) error {
+	ls, err := hotapp.Listeners()
+	if err != nil {
+		return err
+	}
+	if len(ls) == 0 {
+		return errors.New("naive: no socket from tini-hot (LISTEN_FDS)")
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	go func() { _ = srv.Serve(ls[0].Listener) }()
+	_ = hotapp.Notify("READY=1")
+	<-term
+	return srv.Shutdown(context.Background())
+}
