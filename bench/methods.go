@@ -19,14 +19,15 @@ type server interface {
 	stop()
 }
 
-// method is one way to upgrade a server in place.
+// method is one way to upgrade a server in place. Every method runs the
+// same application, the peer program, in the mode the method needs.
 type method struct {
 	name, about string
 	start       func(b bins, addr, dir string) (server, error)
 }
 
 var methods = []method{
-	{"tini-hot", "tini-hot -l, the demo app (closes its listener, then shuts down)", startTiniHot("demo")},
+	{"tini-hot", "tini-hot -l, the app with tini-hot's Go helper (hotapp: closes its listener, then shuts down)", startTiniHot("hot")},
 	{"stop-then-start", "the app binds the port itself; SIGTERM, wait, start the new one", startBind},
 	{"SO_REUSEPORT", "the new process binds next to the old one, then the old one stops", startReuseport},
 	{"tableflip", "cloudflare/tableflip v1.2.3: SIGHUP, the process hands the socket to its successor", startTableflip},
@@ -47,7 +48,7 @@ func startTiniHot(app string) func(b bins, addr, dir string) (server, error) {
 		if app == "demo" {
 			argv = append(argv, b.demo)
 		} else {
-			argv = append(argv, b.peer, "-mode", "naive")
+			argv = append(argv, b.peer, "-mode", app)
 		}
 		p, err := start(nil, argv...)
 		if err != nil {

@@ -8,6 +8,8 @@
 //	                 next to the old one, which then stops
 //	-mode tableflip  github.com/cloudflare/tableflip: SIGHUP makes the
 //	                 process start its successor and hand it the socket
+//	-mode hot        takes the socket from tini-hot (LISTEN_FDS) and drains
+//	                 as hotapp does: close the listener, then shut down
 //	-mode naive      takes the socket from tini-hot (LISTEN_FDS) and, on
 //	                 SIGTERM, calls http.Server.Shutdown without closing
 //	                 its listener first: the drain trap README describes
@@ -32,7 +34,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "bind", "bind, reuseport, tableflip or naive")
+	mode := flag.String("mode", "bind", "bind, reuseport, tableflip, hot or naive")
 	addr := flag.String("addr", "127.0.0.1:8080", "address for bind, reuseport and tableflip")
 	pidFile := flag.String("pidfile", "", "tableflip: the pid file naming the current process")
 	flag.Parse()
@@ -65,6 +67,8 @@ func main() {
 		}
 	case "tableflip":
 		err = serveTableflip(srv, *addr, *pidFile)
+	case "hot":
+		err = serveHot(srv)
 	case "naive":
 		err = serveNaive(srv)
 	default:
@@ -118,6 +122,19 @@ func serveTableflip(srv *http.Server, addr, pidFile string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	return srv.Shutdown(ctx)
+}
+
+// serveHot serves tini-hot's socket with the Go helper, which notifies
+// READY=1 and drains correctly on SIGTERM.
+func serveHot(srv *http.Server) error {
+	ls, err := hotapp.Listeners()
+	if err != nil {
+		return err
+	}
+	if len(ls) == 0 {
+		return errors.New("hot: no socket from tini-hot (LISTEN_FDS)")
+	}
+	return hotapp.Serve(context.Background(), srv, ls, hotapp.Options{})
 }
 
 // serveNaive serves tini-hot's socket and, on SIGTERM, calls Shutdown
