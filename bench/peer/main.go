@@ -127,25 +127,28 @@ func serveTableflip(srv *http.Server, addr, pidFile string) error {
 // serveHot serves tini-hot's socket with the Go helper, which notifies
 // READY=1 and drains correctly on SIGTERM.
 func serveHot(srv *http.Server) error {
-	ls, err := hotapp.Listeners()
+	ls, err := fromTiniHot()
 	if err != nil {
 		return err
 	}
-	if len(ls) == 0 {
-		return errors.New("hot: no socket from tini-hot (LISTEN_FDS)")
-	}
 	return hotapp.Serve(context.Background(), srv, ls, hotapp.Options{})
+}
+
+// fromTiniHot is the sockets tini-hot handed over; none is an error.
+func fromTiniHot() ([]hotapp.Listener, error) {
+	ls, err := hotapp.Listeners()
+	if err == nil && len(ls) == 0 {
+		err = errors.New("no socket from tini-hot (LISTEN_FDS)")
+	}
+	return ls, err
 }
 
 // serveNaive serves tini-hot's socket and, on SIGTERM, calls Shutdown
 // with the shared listener still open.
 func serveNaive(srv *http.Server) error {
-	ls, err := hotapp.Listeners()
+	ls, err := fromTiniHot()
 	if err != nil {
 		return err
-	}
-	if len(ls) == 0 {
-		return errors.New("naive: no socket from tini-hot (LISTEN_FDS)")
 	}
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
