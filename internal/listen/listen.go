@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,9 +36,23 @@ func (s Spec) String() string {
 	return s.Network + "://" + s.Address
 }
 
-// validName is what LISTEN_FDNAMES can carry: no colon (the separator),
-// nothing a shell or a log would mangle.
-var validName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
+// validName reports whether name is what LISTEN_FDNAMES can carry: 1 to
+// 255 letters, digits, '_', '.' or '-' (no colon, the separator; nothing
+// a shell or a log would mangle). A loop, not a regexp: compiling
+// [...]{1,255} took 0.6 ms at every start of tini-hot, probes included.
+func validName(name string) bool {
+	if len(name) == 0 || len(name) > 255 {
+		return false
+	}
+	for _, c := range []byte(name) {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '.', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Parse reads [NAME=]URL: tcp://HOST:PORT, tcp4://..., tcp6://[::]:PORT,
 // udp://HOST:PORT (also udp4, udp6) or unix:///path/app.sock.
@@ -47,7 +60,7 @@ func Parse(s string) (Spec, error) {
 	var spec Spec
 	raw := s
 	if name, rest, ok := strings.Cut(s, "="); ok && !strings.Contains(name, "://") {
-		if !validName.MatchString(name) {
+		if !validName(name) {
 			return spec, fmt.Errorf("listen %q: name %q: want letters, digits, '_', '.' or '-'", s, name)
 		}
 		spec.Name, raw = name, rest

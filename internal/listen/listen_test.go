@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -126,4 +127,17 @@ func TestBindInUse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), held.Addr().String()) {
 		t.Fatalf("Bind of a port in use: %v, want an error naming the address", err)
 	}
+}
+
+// FuzzValidName: the name check is the regexp it replaced, byte for byte.
+func FuzzValidName(f *testing.F) {
+	re := regexp.MustCompile(`^[A-Za-z0-9_.-]{1,255}$`)
+	for _, s := range []string{"http", "", "a b", "ü", "a:b", strings.Repeat("x", 255), strings.Repeat("x", 256), "a\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := validName(s), re.MatchString(s); got != want {
+			t.Fatalf("validName(%q) = %v, the regexp says %v", s, got, want)
+		}
+	})
 }
