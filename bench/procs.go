@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -81,11 +82,8 @@ func answer(url string) (string, error) {
 		return "", err
 	}
 	defer resp.Body.Close()
-	var b strings.Builder
-	_, err = fmt.Fprint(&b, resp.Status)
-	buf := make([]byte, 256)
-	n, _ := resp.Body.Read(buf)
-	return strings.TrimSpace(string(buf[:n])), err
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256))
+	return strings.TrimSpace(string(body)), err
 }
 
 // until polls cond every millisecond for up to d.

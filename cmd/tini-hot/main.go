@@ -73,7 +73,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // softMemoryLimit is tini-hot's own soft memory limit: the Go runtime
 // otherwise keeps the memory of past reloads' garbage, and RSS grows over
-// thousands of reloads (measured: +4 MiB over 1,000). It is set in
+// thousands of reloads (measured: RssAnon +3.8 MiB over 300 reloads
+// without it, +0.7 MiB over 1,000 with it). It is set in
 // process, never through GOMEMLIMIT, which the application would inherit.
 const softMemoryLimit = 8 << 20
 

@@ -105,30 +105,40 @@ func forkExec(path string, argv []string, attr *syscall.ProcAttr) (int, error) {
 }
 
 // lookPath finds name as execvp(3) would in the PATH of env: the first
-// executable regular file.
+// executable regular file among its candidates.
 func lookPath(name string, env []string) (string, bool) {
-	executable := func(p string) bool {
-		var st unix.Stat_t
-		return unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(p, unix.X_OK) == nil
-	}
-	if strings.Contains(name, "/") {
-		return name, executable(name)
-	}
-	path := defaultPath
+	path, ok := defaultPath, false
 	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
+		// The first PATH counts, as for the trampoline's own lookup.
+		if v, found := strings.CutPrefix(kv, "PATH="); found && !ok {
+			path, ok = v, true
 		}
 	}
-	for _, dir := range strings.Split(path, ":") {
-		if dir == "" {
-			dir = "."
-		}
-		if p := dir + "/" + name; executable(p) {
+	for _, p := range candidates(name, path) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Access(p, unix.X_OK) == nil {
 			return p, true
 		}
 	}
 	return "", false
+}
+
+// candidates are the paths execvp(3) tries for name, in order: name
+// itself when it holds a slash, else name in each directory of path (an
+// empty entry is the current directory).
+func candidates(name, path string) []string {
+	if strings.Contains(name, "/") {
+		return []string{name}
+	}
+	dirs := strings.Split(path, ":")
+	out := make([]string, len(dirs))
+	for i, dir := range dirs {
+		if dir == "" {
+			dir = "."
+		}
+		out[i] = dir + "/" + name
+	}
+	return out
 }
 
 // CloseInherited marks every fd from 3 on close-on-exec, once at start:
@@ -188,19 +198,13 @@ func execCommand(nfiles int, sigs SignalState, argv []string) int {
 // that execs wins; EACCES from an entry is reported only if no later entry
 // exists.
 func execvp(name string, argv, env []string) error {
-	if strings.Contains(name, "/") {
-		return unix.Exec(name, argv, env)
-	}
 	path, ok := os.LookupEnv("PATH")
 	if !ok {
 		path = defaultPath
 	}
 	var denied error
-	for _, dir := range strings.Split(path, ":") {
-		if dir == "" {
-			dir = "."
-		}
-		err := unix.Exec(dir+"/"+name, argv, env)
+	for _, p := range candidates(name, path) {
+		err := unix.Exec(p, argv, env)
 		switch {
 		case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
 			// Not in this directory: try the next.

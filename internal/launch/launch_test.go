@@ -180,3 +180,23 @@ func FuzzParseSignalState(f *testing.F) {
 		}
 	})
 }
+
+// lookPath and the trampoline's execvp try the same candidates, and read
+// the same PATH: the first one in the environment, as os.Getenv does.
+func TestLookPath(t *testing.T) {
+	if got := candidates("sh", ":/bin"); len(got) != 2 || got[0] != "./sh" || got[1] != "/bin/sh" {
+		t.Fatalf("candidates = %q", got)
+	}
+	if got := candidates("/bin/sh", "/usr/bin"); len(got) != 1 || got[0] != "/bin/sh" {
+		t.Fatalf("candidates with a slash = %q", got)
+	}
+	if p, ok := lookPath("sh", []string{"PATH=/bin", "PATH=/nonexistent"}); !ok || p != "/bin/sh" {
+		t.Fatalf("lookPath = %q %v", p, ok)
+	}
+	if p, ok := lookPath("sh", []string{"PATH=/nonexistent", "PATH=/bin"}); ok {
+		t.Fatalf("lookPath used the second PATH: %q", p)
+	}
+	if _, ok := lookPath("/etc", nil); ok {
+		t.Fatal("a directory is not executable")
+	}
+}
