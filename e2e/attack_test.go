@@ -470,3 +470,37 @@ func TestInheritedFdsNotPassed(t *testing.T) {
 		}
 	}
 }
+
+// TestPdeathSignal: with -p, tini-hot gets the signal when its parent
+// dies, and passes it on as any other (here SIGTERM: the application is
+// stopped and tini-hot exits). The parent-death signal belongs to the
+// thread that set it, so this holds only if that thread lives on.
+func TestPdeathSignal(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "pid")
+	parent := exec.Command("sh", "-c", `"$0" --control "$1/control.sock" -p SIGTERM -- sleep 1000 & echo $! > "$1/pid"; wait`, tiniHot, dir)
+	if err := parent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = parent.Process.Kill(); _ = parent.Wait() })
+	pid := waitFor(t, "tini-hot and its application", func() (int, bool) {
+		pid, err := strconv.Atoi(strings.TrimSpace(readFile(pidFile)))
+		return pid, err == nil && len(children(pid)) == 1
+	})
+	app := children(pid)[0]
+	t.Cleanup(func() { _ = syscall.Kill(app, syscall.SIGKILL); _ = syscall.Kill(pid, syscall.SIGKILL) })
+	// Work on the supervisor's side first (status over the control
+	// socket), so that its goroutines have run on the runtime's threads.
+	for range 5 {
+		if out, err := exec.Command(tiniHot, "status", "--control", filepath.Join(dir, "control.sock")).CombinedOutput(); err != nil {
+			t.Fatalf("status: %v: %s", err, out)
+		}
+	}
+	if err := parent.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = parent.Wait()
+	waitFor(t, "tini-hot and its application to end after the parent's death", func() (bool, bool) {
+		return true, !alive(pid) && !alive(app)
+	})
+}

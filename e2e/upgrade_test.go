@@ -326,6 +326,67 @@ func TestFailedUpgrade(t *testing.T) {
 	}
 }
 
+// TestFailedUpgradeAnswers: a new generation that serves but never passes
+// its readiness check fails its reload at --ready-timeout. Meanwhile it
+// took requests from the shared socket, as every application does before
+// it is ready; they are answered (it gets the drain signal, not SIGKILL),
+// and no client of either generation fails.
+func TestFailedUpgradeAnswers(t *testing.T) {
+	dir := t.TempDir()
+	check := filepath.Join(dir, "ready.sh")
+	if err := os.WriteFile(check, []byte("#!/bin/sh\n[ \"$TINI_HOT_GENERATION\" = 1 ]\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	url := "http://" + addr + "/"
+	p := startInit(t, th(), mode{"pid1", true}, nil,
+		"-l", "tcp://"+addr, "--ready", "exec:"+check, "--ready-timeout", "5s", "--", demo)
+	p.waitGen(1, "serving")
+	l := startLoad(url, 4, 2)
+	done := make(chan string, 1)
+	go func() { out, code := p.reload(); done <- fmt.Sprintf("%d %s", code, out) }()
+	p.waitGen(2, "starting")
+	// Slow requests (longer than the ready timeout) until generation 2
+	// takes one; generation 1 answers the others.
+	var onGen2 <-chan string
+	var onGen1 []<-chan string
+	for i := 0; onGen2 == nil; i++ {
+		if i == 40 {
+			t.Fatalf("generation 2 took none of 40 slow requests; status: %+v", p.status())
+		}
+		answer, line := slowRequest(t, url, 7, p.stderr.String)
+		if strings.Contains(line, "generation 2:") {
+			onGen2 = answer
+		} else {
+			onGen1 = append(onGen1, answer)
+		}
+	}
+	if got := <-done; !strings.HasPrefix(got, "1 ") || !strings.Contains(got, "generation 2 not ready after 5s") {
+		t.Fatalf("reload: %q, want status 1 and the reason", got)
+	}
+	if got := <-onGen2; !strings.HasSuffix(got, "gen:2") {
+		t.Fatalf("the slow request generation 2 took: %q, want its answer", got)
+	}
+	for _, c := range onGen1 {
+		if got := <-c; !strings.HasSuffix(got, "gen:1") {
+			t.Fatalf("a slow request on generation 1: %q", got)
+		}
+	}
+	g := waitFor(t, "generation 2 to end", func() (upgrade.GenerationStatus, bool) {
+		g, _ := generation(p.status(), 2)
+		return g, g.Exit != ""
+	})
+	if g.State != "failed" || g.Exit != "exited with status 0" {
+		t.Errorf("generation 2: %+v, want failed, and drained (status 0), not killed", g)
+	}
+	l.finish(t)
+	st := p.status()
+	if st.Reloads.Failed != 1 || st.Reloads.Succeeded != 0 {
+		t.Errorf("counters %+v", st.Reloads)
+	}
+	t.Logf("generation 2 answered its slow request after failing; load: %d requests, %d failed", l.ok.Load()+l.failed.Load(), l.failed.Load())
+}
+
 // TestStubbornGeneration: an old generation that ignores the drain signal
 // and has a setsid grandchild is killed, whole tree, at the drain
 // deadline.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
 )
 
@@ -284,20 +285,39 @@ func TestFirstNeverReady(t *testing.T) {
 	h.wantState("draining", "serving")
 }
 
-// TestUpgradeReadyTimeout: a new generation not ready in time is killed,
-// its reload fails, and the old one is untouched.
+// TestUpgradeReadyTimeout: a new generation not ready in time fails its
+// reload, and the old one is untouched. The failed one may be serving
+// already (apps accept before READY=1): it gets the drain signal, and
+// SIGKILL only at the drain deadline, unless it ends first.
 func TestUpgradeReadyTimeout(t *testing.T) {
-	h := serving(t, notifyOpts())
-	r := h.reload(context.Background())
-	mark := h.os.mark()
-	h.advance(10 * time.Second)
-	if res := h.answer(r); res.err == nil || res.err.Error() != "generation 2 not ready after 10s" {
-		t.Fatalf("reload: %+v", res)
+	for _, exits := range []bool{false, true} {
+		h := serving(t, notifyOpts())
+		r := h.reload(context.Background())
+		mark := h.os.mark()
+		h.advance(10 * time.Second)
+		if res := h.answer(r); res.err == nil || res.err.Error() != "generation 2 not ready after 10s" {
+			t.Fatalf("reload: %+v", res)
+		}
+		if !h.os.hit(101, unix.SIGTERM, mark) || h.os.hit(101, unix.SIGKILL, mark) || h.os.hit(100, unix.SIGKILL, mark) || h.os.hit(100, unix.SIGTERM, mark) {
+			t.Fatalf("signals at the failure: %+v %+v", h.os.kills, h.os.signals)
+		}
+		h.wantState("serving", "failed")
+		if exits {
+			h.exits(true, reaper.Exit{Pid: 101})
+		}
+		h.advance(29 * time.Second)
+		if h.os.hit(101, unix.SIGKILL, mark) {
+			t.Fatal("SIGKILL before the drain deadline")
+		}
+		h.advance(time.Second)
+		if killed := h.os.hit(101, unix.SIGKILL, mark); killed == exits || h.os.hit(100, unix.SIGKILL, mark) {
+			t.Fatalf("exited %v: SIGKILL at the drain deadline %v, want %v", exits, killed, !exits)
+		}
+		h.wantState("serving", "failed")
+		if st := h.gen(2); st.Reason != "generation 2 not ready after 10s" {
+			t.Fatalf("generation 2: %+v", st)
+		}
 	}
-	if !h.os.hit(101, unix.SIGKILL, mark) || h.os.hit(100, unix.SIGKILL, mark) || h.os.hit(100, unix.SIGTERM, mark) {
-		t.Fatalf("signals: %+v %+v", h.os.kills, h.os.signals)
-	}
-	h.wantState("serving", "failed")
 }
 
 // TestForward: other signals go to the serving generation, or its group.

@@ -228,17 +228,40 @@ func (s *Supervisor) beginDrain(g *generation, logArgs ...any) {
 // killed.
 func (s *Supervisor) drain(g *generation) {
 	s.beginDrain(g, "timeout", s.opts.DrainTimeout)
+	s.armDrainDeadline(g)
+}
+
+// armDrainDeadline arms g's drain deadline: SIGKILL to its whole tree then,
+// unless its main process has ended by itself.
+func (s *Supervisor) armDrainDeadline(g *generation) {
 	g.arm(s.after(s.opts.DrainTimeout, func() {
-		if g.state != stateDraining || g.exited {
+		if g.exited {
 			return
 		}
 		if n := s.killTree(g); n > 0 {
-			s.log.Warn("drain timeout: killed generation", "generation", g.number, "processes", n)
+			s.log.Warn("drain timeout: killed generation", "generation", g.number, "state", g.state.String(), "processes", n)
 		}
 	}))
 }
 
-// failed kills the upgrading generation g, which did not become ready;
+// retire ends g, a generation that failed before it was ready. Its main
+// process may be serving already: an application accepts on the sockets
+// it inherits before it says READY=1 (or before a readiness check
+// passes), and SIGKILL would drop, unanswered, the connections it took
+// from the shared queue. So a live one gets the drain signal, like an old
+// generation, and SIGKILL to its whole tree only at the drain deadline.
+// Once its main process has ended, what it left is killed at once.
+func (s *Supervisor) retire(g *generation) {
+	if g.exited {
+		s.killTree(g)
+		return
+	}
+	s.log.Info("stopping failed generation", "generation", g.number, "pid", g.pid, "signal", reaper.SignalName(s.opts.DrainSignal), "timeout", s.opts.DrainTimeout)
+	s.send(g, s.opts.DrainSignal)
+	s.armDrainDeadline(g)
+}
+
+// failed ends the upgrading generation g, which did not become ready;
 // the serving one never notices.
 func (s *Supervisor) failed(g *generation, reason string) {
 	if g.state != stateStarting || g != s.upgrading || s.ending() {
@@ -246,7 +269,7 @@ func (s *Supervisor) failed(g *generation, reason string) {
 	}
 	g.stopTimers()
 	g.state, g.reason = stateFailed, reason
-	s.killTree(g)
+	s.retire(g)
 	s.log.Warn("reload failed", "reason", reason)
 	s.counters.Failed++
 	s.upgrading = nil

@@ -92,7 +92,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	fs.Var(positive(&o.KillTimeout), "kill-timeout", "after the child exits, time from SIGTERM to SIGKILL for processes it left")
 	fs.VarP(&listenValue{specs: &cfg.Listen}, "listen", "l", "bind `[NAME=]URL` and hand it to every generation (tcp://, tcp4://, tcp6://, udp://, unix://; repeatable)")
 	fs.Var(&readyValue{r: &o.Ready}, "ready", "when a new generation is ready: notify, delay:DURATION or exec:COMMAND")
-	fs.Var(positive(&o.ReadyTimeout), "ready-timeout", "a new generation not ready in time is killed and the reload fails")
+	fs.Var(positive(&o.ReadyTimeout), "ready-timeout", "a new generation not ready in time fails the reload; it is drained, and killed at --drain-timeout")
 	fs.Var(&signalValue{sig: &o.DrainSignal}, "drain-signal", "`SIGNAL` that tells an old generation to finish its requests and exit")
 	fs.Var(positive(&o.DrainTimeout), "drain-timeout", "an old generation still alive after this is killed, whole process tree")
 	fs.Var(&signalValue{sig: &o.ReloadSignal, allowNone: true}, "reload-signal", "`SIGNAL` that starts a reload; none forwards it to the application")

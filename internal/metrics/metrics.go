@@ -1,51 +1,18 @@
 package metrics
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"net/http"
 	"strconv"
-	"time"
 
 	vm "github.com/VictoriaMetrics/metrics"
 	"github.com/tini-hot/tini-hot/upgrade"
-	"golang.org/x/net/netutil"
 )
-
-// Source is the supervisor's status, read at each scrape.
-type Source func(ctx context.Context) (upgrade.Status, error)
-
-// maxConns bounds the endpoint's open connections.
-const maxConns = 8
-
-// scrapeTimeout bounds the wait for the supervisor's status.
-const scrapeTimeout = 5 * time.Second
 
 func init() {
 	// One TYPE line per metric family: what the Prometheus text format
 	// asks for, and what gives histograms their type.
 	vm.ExposeMetadata(true)
-}
-
-// Handler serves GET /metrics from src.
-func Handler(src Source) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), scrapeTimeout)
-		defer cancel()
-		st, err := src(ctx)
-		if err != nil {
-			http.Error(w, "tini-hot status: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		Write(w, &st)
-	})
-	return mux
 }
 
 // Write renders st and the process's own figures in the Prometheus text
@@ -107,39 +74,3 @@ func histogram(w io.Writer, name string, h upgrade.Histogram) {
 	fmt.Fprintf(w, "%s_sum %s\n", name, strconv.FormatFloat(h.Sum, 'g', -1, 64))
 	fmt.Fprintf(w, "%s_count %d\n", name, h.Count)
 }
-
-// Server is the metrics endpoint.
-type Server struct {
-	srv *http.Server
-	ln  net.Listener
-}
-
-// Listen binds addr (host:port) and serves src there until Close.
-func Listen(addr string, src Source, log *slog.Logger) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
-	}
-	// PID 1 must not pay for a flood of connections: more wait in the
-	// kernel's backlog.
-	ln = netutil.LimitListener(ln, maxConns)
-	s := &Server{ln: ln, srv: &http.Server{
-		Handler:           Handler(src),
-		ReadHeaderTimeout: 10 * time.Second,
-		WriteTimeout:      scrapeTimeout + 5*time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Warn("metrics endpoint stopped", "err", err)
-		}
-	}()
-	return s, nil
-}
-
-// Addr is the address bound (with the port chosen for port 0).
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Close stops serving at once.
-func (s *Server) Close() error { return s.srv.Close() }

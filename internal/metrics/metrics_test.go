@@ -2,14 +2,8 @@ package metrics
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"io"
-	"log/slog"
-	"net/http"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -138,49 +132,5 @@ func TestWrite(t *testing.T) {
 		if _, ok := fams[name]; !ok {
 			t.Errorf("no %s", name)
 		}
-	}
-}
-
-// The endpoint: GET /metrics serves the source's status; a source that
-// fails gives 503, and other paths 404.
-func TestServer(t *testing.T) {
-	var fail atomic.Bool
-	src := func(ctx context.Context) (upgrade.Status, error) {
-		if fail.Load() {
-			return upgrade.Status{}, errors.New("shutting down")
-		}
-		return status(), nil
-	}
-	s, err := Listen("127.0.0.1:0", src, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	client := &http.Client{Timeout: 10 * time.Second}
-	get := func(path string) (int, []byte) {
-		resp, err := client.Get("http://" + s.Addr() + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
-	code, body := get("/metrics")
-	if code != 200 {
-		t.Fatalf("GET /metrics: %d", code)
-	}
-	if value(t, Parse(t, bytes.NewReader(body)), "tini_hot_generation") != 6 {
-		t.Fatal("wrong generation")
-	}
-	if code, _ := get("/other"); code != 404 {
-		t.Fatalf("GET /other: %d", code)
-	}
-	fail.Store(true)
-	if code, _ := get("/metrics"); code != 503 {
-		t.Fatalf("failing source: %d", code)
-	}
-	if _, err := Listen("127.0.0.1:bad", src, slog.Default()); err == nil {
-		t.Fatal("bad address accepted")
 	}
 }
