@@ -78,16 +78,17 @@ func (c *fakeClock) next(then time.Time) *fakeTimer {
 // fakeOS is the processes: every start gets the next pid (or one the test
 // chose), signals are recorded.
 type fakeOS struct {
-	mu       sync.Mutex
-	nextPid  int
-	reuse    []int // pids the next starts get, first first
-	starts   []launch.Spec
-	pids     []int
-	failWhen func(launch.Spec) error
-	kills    []sent        // by pid (the main process or its group)
-	signals  []sent        // through the process table
-	extra    map[int][]int // more processes of generation N
-	others   []int         // processes below the supervisor not in any generation
+	mu        sync.Mutex
+	snapshots int // process-table snapshots taken
+	nextPid   int
+	reuse     []int // pids the next starts get, first first
+	starts    []launch.Spec
+	pids      []int
+	failWhen  func(launch.Spec) error
+	kills     []sent        // by pid (the main process or its group)
+	signals   []sent        // through the process table
+	extra     map[int][]int // more processes of generation N
+	others    []int         // processes below the supervisor not in any generation
 	// The container's memory and each pid's anonymous memory.
 	mem  usage.Memory
 	anon map[int]uint64
@@ -154,6 +155,23 @@ func (o *fakeOS) kill(pid int, sig unix.Signal) error {
 	o.kills = append(o.kills, sent{pid, sig})
 	return nil
 }
+
+// procs is a snapshot: it reads the fake table when asked, and counts
+// the snapshots taken.
+func (o *fakeOS) procs() procs {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.snapshots++
+	return fakeProcs{o}
+}
+
+type fakeProcs struct{ o *fakeOS }
+
+func (f fakeProcs) tree(pid, gen int, mainAlive bool) []proctree.Process {
+	return f.o.tree(pid, gen, mainAlive)
+}
+
+func (f fakeProcs) others() []proctree.Process { return f.o.othersList() }
 
 func (o *fakeOS) tree(pid, gen int, mainAlive bool) []proctree.Process {
 	o.mu.Lock()

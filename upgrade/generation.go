@@ -299,7 +299,12 @@ func (s *Supervisor) send(g *generation, sig unix.Signal) {
 
 // killTree sends SIGKILL to every live process of g and returns how many.
 func (s *Supervisor) killTree(g *generation) int {
-	return s.sys.signal(s.sys.tree(g.pid, g.number, !g.exited), unix.SIGKILL)
+	return s.sys.signal(s.tree(s.sys.procs(), g), unix.SIGKILL)
+}
+
+// tree lists the live processes of g in the snapshot ps.
+func (s *Supervisor) tree(ps procs, g *generation) []proctree.Process {
+	return ps.tree(g.pid, g.number, !g.exited)
 }
 
 // handleNotice applies an sd_notify message from a generation's process.
@@ -313,7 +318,7 @@ func (s *Supervisor) handleNotice(ev notifyEvent) {
 	if g == nil || s.finishing {
 		return
 	}
-	if ev.sender == 0 || (ev.sender != g.pid && !slices.ContainsFunc(s.sys.tree(g.pid, g.number, true), func(p proctree.Process) bool { return p.Pid == ev.sender })) {
+	if ev.sender == 0 || (ev.sender != g.pid && !slices.ContainsFunc(s.tree(s.sys.procs(), g), func(p proctree.Process) bool { return p.Pid == ev.sender })) {
 		s.log.Warn("notify message from a process outside the generation ignored", "generation", g.number, "sender", ev.sender)
 		return
 	}

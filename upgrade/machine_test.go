@@ -350,3 +350,32 @@ func TestNoticeFromOutside(t *testing.T) {
 	h.ready(1, 100)
 	h.wantState("serving")
 }
+
+// TestStatusOneSnapshot: Status reads the process table once, however
+// many generations live (here one draining, one serving, one starting).
+func TestStatusOneSnapshot(t *testing.T) {
+	h := serving(t, notifyOpts())
+	r := h.reload(context.Background())
+	h.ready(2, 101)
+	h.answer(r)
+	h.reload(context.Background())
+	h.wantState("draining", "serving", "starting")
+	h.os.mu.Lock()
+	before := h.os.snapshots
+	h.os.mu.Unlock()
+	st, err := h.s.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.os.mu.Lock()
+	took := h.os.snapshots - before
+	h.os.mu.Unlock()
+	for _, g := range st.Generations {
+		if g.GenerationUsage == nil {
+			t.Fatalf("generation %d has no figures", g.Number)
+		}
+	}
+	if took != 1 {
+		t.Fatalf("Status took %d snapshots of the process table for 3 generations, want 1", took)
+	}
+}

@@ -30,11 +30,11 @@ func (s *Supervisor) headroom() (fit, string) {
 		s.log.Warn("container memory unknown: upgrading anyway", "err", err)
 		return fitsNow, ""
 	}
-	s.oomSeen = m.OOMKills
 	if m.Limit == 0 {
 		return fitsNow, ""
 	}
-	need := s.anon(s.current)
+	ps := s.sys.procs() // one snapshot for every generation
+	need := s.anon(ps, s.current)
 	free := m.Free()
 	if need <= free {
 		return fitsNow, ""
@@ -44,7 +44,7 @@ func (s *Supervisor) headroom() (fit, string) {
 	draining := s.draining()
 	var freed uint64
 	for _, g := range draining {
-		freed += s.anon(g)
+		freed += s.anon(ps, g)
 	}
 	if len(draining) > 0 && need <= free+freed {
 		return fitsLater, fmt.Sprintf("%s; waiting for %d draining generations to exit", msg, len(draining))
@@ -57,14 +57,21 @@ func refuseMemory(msg string) string {
 	return msg + "; raise the container's memory limit or set --on-low-memory restart"
 }
 
-// anon is the anonymous resident memory of g's processes.
-func (s *Supervisor) anon(g *generation) uint64 {
-	return s.sys.figures(s.sys.tree(g.pid, g.number, !g.exited)).AnonBytes
+// anon is the anonymous resident memory of g's processes in the
+// snapshot ps.
+func (s *Supervisor) anon(ps procs, g *generation) uint64 {
+	return s.sys.figures(s.tree(ps, g)).AnonBytes
 }
 
 // oomKilled reports whether e, the exit of g's main process, was the OOM
-// killer's: a SIGKILL while the container's OOM-kill count went up. It
-// names it in the log and in g's reason.
+// killer's: a SIGKILL while the container's OOM-kill count went up since
+// the last kill named (or since the start). It names it in the log and in
+// g's reason. The count is compared only here: a baseline read at any
+// other moment (a reload's memory check) could fall between the kill and
+// the reaping of its exit, and hide it. The cost: when the OOM killer took
+// a process tini-hot does not reap (a worker of the application's) and a
+// SIGKILL from elsewhere then ends a main process, that one is named too;
+// the container did run out of memory.
 func (s *Supervisor) oomKilled(g *generation, e reaper.Exit) {
 	if !e.Status.Signaled() || e.Status.Signal() != unix.SIGKILL {
 		return

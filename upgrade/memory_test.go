@@ -179,8 +179,20 @@ func TestOOMNamed(t *testing.T) {
 	if g := h.gen(2); !g.OOMKilled || g.Reason != "generation 2 (pid 101) killed by the OOM killer (limit 128 MiB)" {
 		t.Fatalf("generation 2: %+v", g)
 	}
-	h.os.setMemory(128, 127, 2)
-	h.exits(false, killed(102, unix.SIGKILL))
+	// The OOM killer strikes generation 3, draining, and a reload reads
+	// the memory before that exit is reaped: the kill is still named.
+	h.os.setMemory(1000, 100, 1)
+	r = h.reload(context.Background())
+	h.ready(4, 103)
+	h.answer(r)
+	h.os.setMemory(1000, 100, 2)
+	h.reload(context.Background())
+	h.exits(true, killed(102, unix.SIGKILL))
+	if g := h.gen(3); !g.OOMKilled {
+		t.Fatalf("generation 3, OOM-killed before a reload read the memory: %+v", g)
+	}
+	h.os.setMemory(128, 127, 3)
+	h.exits(false, killed(103, unix.SIGKILL), killed(104, unix.SIGKILL))
 	if e := h.ended(); e.Code() != 137 {
 		t.Fatalf("exit %d", e.Code())
 	}

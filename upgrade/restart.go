@@ -99,7 +99,7 @@ func (s *Supervisor) crashed(g *generation, e reaper.Exit) {
 		return
 	}
 	s.restarts++
-	if left := s.sys.tree(g.pid, g.number, false); len(left) > 0 {
+	if left := s.tree(s.sys.procs(), g); len(left) > 0 {
 		s.sys.signal(left, s.opts.DrainSignal)
 		g.arm(s.after(s.opts.DrainTimeout, func() { s.killTree(g) }))
 	}

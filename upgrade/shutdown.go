@@ -248,14 +248,15 @@ func (s *Supervisor) sweep(sig unix.Signal) int {
 		}
 		return n
 	}
+	ps := s.sys.procs()
 	spared := map[int]bool{}
 	for _, g := range keep {
-		for _, p := range s.sys.tree(g.pid, g.number, true) {
+		for _, p := range s.tree(ps, g) {
 			spared[p.Pid] = true
 		}
 	}
 	var left []proctree.Process
-	for _, p := range s.sys.others() {
+	for _, p := range ps.others() {
 		if !spared[p.Pid] && !p.Zombie {
 			left = append(left, p)
 		}

@@ -157,11 +157,12 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	if err := s.call(ctx, func() { st = s.status() }); err != nil {
 		return st, err
 	}
+	ps := s.sys.procs() // one snapshot for every generation
 	for i, g := range st.Generations {
 		if g.Ended != nil || g.State == stateFailed.String() {
 			continue
 		}
-		f := s.sys.figures(s.sys.tree(g.Pid, g.Number, true))
+		f := s.sys.figures(ps.tree(g.Pid, g.Number, true))
 		st.Generations[i].GenerationUsage = &GenerationUsage{MemoryBytes: f.AnonBytes, Processes: f.Processes, Threads: f.Threads, FDs: f.FDs, CPUSeconds: f.CPUSeconds}
 	}
 	st.Container.Cgroup = s.sys.cgroup

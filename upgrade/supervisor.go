@@ -50,7 +50,8 @@ type Supervisor struct {
 	reaped     uint64
 	readyTimes Histogram
 	drainTimes Histogram
-	// oomSeen is the container's OOM-kill count last read.
+	// oomSeen is the container's OOM-kill count at the start or at the
+	// last OOM kill named.
 	oomSeen uint64
 	// restarts counts the generations started after the serving one
 	// crashed (--restart); crashes are the times of the crashes within

@@ -24,11 +24,9 @@ type sys struct {
 	// pid cannot have been reused: only the supervisor reaps.
 	kill   func(pid int, sig unix.Signal) error
 	notify func(name string) (notifier, error)
-	// tree lists the live processes of generation gen, whose main
-	// process is pid (mainAlive: not reaped yet).
-	tree func(pid, gen int, mainAlive bool) []proctree.Process
-	// others lists every process left below the supervisor.
-	others func() []proctree.Process
+	// procs takes a snapshot of the process table: one read of /proc
+	// serves every question asked of it.
+	procs func() procs
 	// signal sends sig to each of ps that is still the same process and
 	// returns how many.
 	signal func(ps []proctree.Process, sig unix.Signal) int
@@ -38,6 +36,37 @@ type sys struct {
 	memory func() (usage.Memory, error)
 	// figures reads what ps use.
 	figures func(ps []proctree.Process) usage.Figures
+}
+
+// procs is a snapshot of the process table.
+type procs interface {
+	// tree lists the live processes of generation gen, whose main
+	// process is pid (mainAlive: not reaped yet).
+	tree(pid, gen int, mainAlive bool) []proctree.Process
+	// others lists every process left below the supervisor.
+	others() []proctree.Process
+}
+
+// table is the real procs: a snapshot as seen by the supervisor, pid
+// self; init says whether it is PID 1 of its namespace. A snapshot that
+// failed is empty.
+type table struct {
+	t    proctree.Table
+	self int
+	init bool
+}
+
+func (t table) tree(pid, gen int, mainAlive bool) []proctree.Process {
+	return t.t.Generation(t.self, pid, mainAlive, generationMarker(gen))
+}
+
+func (t table) others() []proctree.Process {
+	if t.init {
+		// Every process of the namespace, including ones entered from
+		// outside it (kubectl exec), whose parent is not in it.
+		return t.t.Others(t.self)
+	}
+	return t.t.Descendants(t.self)
 }
 
 // notifier is a generation's NOTIFY_SOCKET.
@@ -72,25 +101,9 @@ func osSys(self int, init bool, c *usage.Container) sys {
 		notify: func(name string) (notifier, error) {
 			return newNotifySocket(name)
 		},
-		tree: func(pid, gen int, mainAlive bool) []proctree.Process {
-			t, err := proctree.Snapshot()
-			if err != nil {
-				return nil
-			}
-			return t.Generation(self, pid, mainAlive, generationMarker(gen))
-		},
-		others: func() []proctree.Process {
-			t, err := proctree.Snapshot()
-			switch {
-			case err != nil:
-				return nil
-			case init:
-				// Every process of the namespace, including ones entered
-				// from outside it (kubectl exec), whose parent is not in
-				// it.
-				return t.Others(self)
-			}
-			return t.Descendants(self)
+		procs: func() procs {
+			t, _ := proctree.Snapshot() // on error: nil, an empty table
+			return table{t: t, self: self, init: init}
 		},
 		signal: proctree.SignalAll,
 		cgroup: c.Version(),
