@@ -66,6 +66,7 @@ func run(o options, out string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
+	rev := commit() // what is built now; the run writes into the tree
 	b, err := build(tmp)
 	if err != nil {
 		return err
@@ -98,7 +99,7 @@ func run(o options, out string) error {
 	step("Soak", func() string { return soakTable(b, o.soak, o.soakRequests, o.clients) })
 
 	head := fmt.Sprintf("# tini-hot benchmarks\n\nWritten by `go run ./bench%s -o %s` on %s, commit %s, in %v.\n\nMachine: %s.\n\n",
-		map[bool]string{true: " -short", false: ""}[o.short], out, began.UTC().Format("2006-01-02 15:04 MST"), commit(), time.Since(began).Round(time.Second), machine())
+		map[bool]string{true: " -short", false: ""}[o.short], out, began.UTC().Format("2006-01-02 15:04 MST"), rev, time.Since(began).Round(time.Second), machine())
 	return os.WriteFile(out, []byte(head+doc.String()), 0o644)
 }
 

@@ -36,6 +36,18 @@ func countFds(pid int) int {
 	return len(e)
 }
 
+// warmUp is how many reloads the soak counts as warming up: the Go
+// runtime's first garbage collections set up its working memory.
+const warmUp = 100
+
+// kib is a KiB figure, or "-" for one not read.
+func kib(n int) string {
+	if n == 0 {
+		return "-"
+	}
+	return strconv.Itoa(n)
+}
+
 // soakTable runs 3 tini-hot instances in parallel, each upgraded n times
 // under load.
 func soakTable(b bins, n, minRequests, clients int) string {
@@ -44,8 +56,10 @@ func soakTable(b bins, n, minRequests, clients int) string {
 		url, metrics               string
 		anon0, fds0, gor0          int
 		anon1, fds1, gor1, reloads int
-		err                        error
-		samples                    []sample
+		// RssAnon after the first warmUp reloads, and 1,000 after.
+		anonWarm, anon1000 int
+		err                error
+		samples            []sample
 	}
 	insts := make([]*inst, 3)
 	for i := range insts {
@@ -93,6 +107,12 @@ func soakTable(b bins, n, minRequests, clients int) string {
 					break
 				}
 				in.reloads++
+				switch in.reloads {
+				case warmUp:
+					in.anonWarm = statusKiB(in.srv.p.pid(), "RssAnon")
+				case warmUp + 1000:
+					in.anon1000 = statusKiB(in.srv.p.pid(), "RssAnon")
+				}
 			}
 		}()
 	}
@@ -121,7 +141,8 @@ func soakTable(b bins, n, minRequests, clients int) string {
 	fmt.Fprintf(&t, "3 tini-hot instances in parallel, each with the demo under %d fresh and %d keep-alive clients, each upgraded back to back with `tini-hot reload`, at least %d times and until %d requests were served; %v in all.\n\n",
 		clients, clients, n, minRequests, took.Round(time.Second))
 	fmt.Fprintf(&t, "**%d requests, %d failed** (refused %d, reset %d, EOF %d, other %d); **%d reloads**.\n\n", total, failed, kinds["refused"], kinds["reset"], kinds["EOF"], kinds["other"], reloads)
-	t.WriteString("| instance | reloads | requests | failed | RssAnon before → after | fds before → after | goroutines before → after |\n|---|---:|---:|---:|---|---|---|\n")
+	fmt.Fprintf(&t, "RssAnon is read idle (before any load), after the first %d reloads, 1,000 reloads later, and at the end (- when the run was shorter).\n\n", warmUp)
+	fmt.Fprintf(&t, "| instance | reloads | requests | failed | RssAnon idle → %d reloads → %d → end | fds before → after | goroutines before → after |\n|---|---:|---:|---:|---|---|---|\n", warmUp, warmUp+1000)
 	for i, in := range insts {
 		f := 0
 		for _, s := range in.samples {
@@ -133,7 +154,7 @@ func soakTable(b bins, n, minRequests, clients int) string {
 		if in.err != nil {
 			name += " (error: " + in.err.Error() + ")"
 		}
-		fmt.Fprintf(&t, "| %s | %d | %d | %d | %d → %d KiB | %d → %d | %d → %d |\n", name, in.reloads, len(in.samples), f, in.anon0, in.anon1, in.fds0, in.fds1, in.gor0, in.gor1)
+		fmt.Fprintf(&t, "| %s | %d | %d | %d | %d → %s → %s → %d KiB | %d → %d | %d → %d |\n", name, in.reloads, len(in.samples), f, in.anon0, kib(in.anonWarm), kib(in.anon1000), in.anon1, in.fds0, in.fds1, in.gor0, in.gor1)
 	}
 	return t.String()
 }
