@@ -114,10 +114,10 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	if cfg.PdeathSignal != 0 {
 		// The parent-death signal belongs to the thread that sets it: keep
 		// this goroutine on it for good, so that the thread lives as long
-		// as the process. Only then: a locked goroutine makes every
-		// handshake with the runtime's own threads a thread switch, and
-		// the signal subscriptions above (one per signal) cost 1.5 ms
-		// more at start when main is locked from the beginning.
+		// as the process. Lock here, not from the start: under a locked
+		// goroutine each signal subscription in reaper.New (a round trip
+		// with one of the runtime's threads, per signal) costs a thread
+		// switch more, 1.5 ms at start in all.
 		runtime.LockOSThread()
 		if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(cfg.PdeathSignal), 0, 0, 0); err != nil {
 			return fail(fmt.Errorf("set parent-death signal: %w", err))
