@@ -39,10 +39,22 @@ func hostPid(t *testing.T, init, nsPid int) int {
 // request is answered by the generation that took it.
 func TestReloadsWaitAtBound(t *testing.T) {
 	p, url := startDemo(t, mode{"pid1", true}, "--max-draining", "2")
-	var held []<-chan string
+	var held, extra []<-chan string
 	for gen := 1; gen <= 2; gen++ {
-		slow, _ := slowRequest(t, url, 6, p.stderr.String)
-		held = append(held, slow)
+		// Generation gen must hold a request. Just after a reload, the
+		// generation told to drain may still take one before it closes
+		// its listener (and answers it): ask again until gen takes one.
+		for try := 1; ; try++ {
+			slow, line := slowRequest(t, url, 6, p.stderr.String)
+			if strings.Contains(line, fmt.Sprintf("generation %d:", gen)) {
+				held = append(held, slow)
+				break
+			}
+			extra = append(extra, slow)
+			if try == 20 {
+				t.Fatalf("generation %d took none of 20 slow requests; the last: %s", gen, line)
+			}
+		}
 		if out, code := p.reload(); code != 0 || out != fmt.Sprintf("generation %d serving", gen+1) {
 			t.Fatalf("reload %d: %d %s", gen, code, out)
 		}
@@ -74,6 +86,11 @@ func TestReloadsWaitAtBound(t *testing.T) {
 	for i, slow := range held {
 		if body := <-slow; !strings.HasSuffix(body, fmt.Sprintf("gen:%d", i+1)) {
 			t.Errorf("request held by generation %d: %q", i+1, body)
+		}
+	}
+	for _, slow := range extra {
+		if body := <-slow; !strings.HasSuffix(body, "gen:1") {
+			t.Errorf("request taken by generation 1 as it began to drain: %q", body)
 		}
 	}
 	t.Logf("reload at the bound waited %v; generation %d serves; reloads %+v", waited.Round(time.Millisecond), serving.Number, st.Reloads)
