@@ -80,6 +80,7 @@ func (c *fakeClock) next(then time.Time) *fakeTimer {
 type fakeOS struct {
 	mu        sync.Mutex
 	snapshots int // process-table snapshots taken
+	releases  int // calls of release
 	nextPid   int
 	reuse     []int // pids the next starts get, first first
 	starts    []launch.Spec
@@ -92,6 +93,12 @@ type fakeOS struct {
 	// The container's memory and each pid's anonymous memory.
 	mem  usage.Memory
 	anon map[int]uint64
+}
+
+func (o *fakeOS) release() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.releases++
 }
 
 func (o *fakeOS) memory() (usage.Memory, error) {

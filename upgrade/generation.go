@@ -278,6 +278,9 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 			g.state = stateExited
 		}
 	}
+	if !s.ending() && !s.busy() && len(s.draining()) == 0 {
+		s.releaseMemory() // a reload is over, done or failed
+	}
 }
 
 // send signals g's main process, or its group with SignalGroup. A

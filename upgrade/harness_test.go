@@ -54,6 +54,7 @@ func newHarness(t *testing.T, opts Options) *harness {
 		cgroup:    "v2",
 		memory:    h.os.memory,
 		figures:   h.os.figures,
+		release:   h.os.release,
 	}
 	s, err := newSupervisor(opts, h.r, sys, 1)
 	if err != nil {

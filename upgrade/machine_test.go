@@ -379,3 +379,69 @@ func TestStatusOneSnapshot(t *testing.T) {
 		t.Fatalf("Status took %d snapshots of the process table for 3 generations, want 1", took)
 	}
 }
+
+// TestReleaseAfterReload: the memory a reload took is given back once the
+// reload is over, done or failed: when its last draining generation has
+// exited and nothing else starts. Not while one still drains, not for a
+// reaped worker, not during the shutdown; at most once per releaseEvery,
+// and then at its end.
+func TestReleaseAfterReload(t *testing.T) {
+	opts := notifyOpts()
+	opts.MaxDraining = 2
+	h := serving(t, opts)
+	releases := func(want int) {
+		t.Helper()
+		h.os.mu.Lock()
+		defer h.os.mu.Unlock()
+		if h.os.releases != want {
+			t.Fatalf("%d releases, want %d", h.os.releases, want)
+		}
+	}
+	h.sync()
+	releases(0)
+	// Two reloads: generations 1 and 2 drain.
+	for gen := 2; gen <= 3; gen++ {
+		r := h.reload(context.Background())
+		h.ready(gen, 99+gen)
+		if res := h.answer(r); res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+	releases(0)
+	h.exits(true, exited(100, 0)) // generation 2 still drains
+	releases(0)
+	h.exits(true, exited(555, 0)) // no generation's
+	releases(0)
+	h.exits(true, exited(101, 0))
+	releases(1)
+	// Two more reloads over within releaseEvery: one release, at its end.
+	for gen := 4; gen <= 5; gen++ {
+		r := h.reload(context.Background())
+		h.ready(gen, 99+gen)
+		if res := h.answer(r); res.err != nil {
+			t.Fatal(res.err)
+		}
+		h.exits(true, exited(98+gen, 0))
+	}
+	releases(1)
+	h.advance(releaseEvery - time.Millisecond)
+	releases(1)
+	h.advance(time.Millisecond)
+	releases(2)
+	h.advance(time.Hour)
+	releases(2)
+	// A failed reload: once its generation has exited.
+	r := h.reload(context.Background())
+	h.advance(10 * time.Second)
+	if res := h.answer(r); res.err == nil {
+		t.Fatal("generation 6 ready?")
+	}
+	releases(2)
+	h.exits(true, exited(105, 0))
+	releases(3)
+	// The shutdown: nothing.
+	h.signal(unix.SIGTERM)
+	h.exits(false, exited(104, 0))
+	h.ended()
+	releases(3)
+}

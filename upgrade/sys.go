@@ -2,6 +2,8 @@ package upgrade
 
 import (
 	"os"
+	"runtime/debug"
+	"sync/atomic"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/launch"
@@ -36,6 +38,10 @@ type sys struct {
 	memory func() (usage.Memory, error)
 	// figures reads what ps use.
 	figures func(ps []proctree.Process) usage.Figures
+	// release gives the memory tini-hot's Go runtime holds but does not
+	// use back to the system, in the background; a call while one runs
+	// does nothing.
+	release func()
 }
 
 // procs is a snapshot of the process table.
@@ -91,6 +97,7 @@ type reaperAPI interface {
 // osSys is the real seam for a supervisor with pid self in container c;
 // init says whether it is PID 1 of its namespace.
 func osSys(self int, init bool, c *usage.Container) sys {
+	var releasing atomic.Bool
 	return sys{
 		now: time.Now,
 		afterFunc: func(d time.Duration, f func()) func() bool {
@@ -114,6 +121,14 @@ func osSys(self int, init bool, c *usage.Container) sys {
 				pids[i] = p.Pid
 			}
 			return usage.Processes(pids)
+		},
+		release: func() {
+			if releasing.CompareAndSwap(false, true) {
+				go func() {
+					defer releasing.Store(false)
+					debug.FreeOSMemory() // a full collection, then every free page returned
+				}()
+			}
 		},
 	}
 }
