@@ -36,6 +36,7 @@ func TestShort(t *testing.T) {
 	for _, want := range []string{
 		"## Upgrade methods under the same load", "| tini-hot |", "| stop-then-start |", "| SO_REUSEPORT |", "| tableflip |", "| tini-hot, naive app |",
 		"## PID-1 duties", "| tini |", "| dumb-init |", "| catatonit |",
+		"| Go: fork, exec, wait |", "| … with tini-hot's libraries linked |", "| … and the signal subscriptions |",
 		"## Reload latency breakdown", "| READY → drain signal | tini-hot |",
 		"## Data path", "Ratio behind/alone",
 		"## Soak", "| 3 |",

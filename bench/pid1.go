@@ -84,6 +84,7 @@ func pid1Table(b bins, o options) string {
 		err                   error
 	}
 	rows := make([]row, len(ins))
+	var floorErr error
 	// Idle figures, all inits at once, over the same window.
 	var wg sync.WaitGroup
 	for i, in := range ins {
@@ -115,17 +116,32 @@ func pid1Table(b bins, o options) string {
 		}()
 	}
 	wg.Wait()
-	// Start-up, interleaved rounds of 10.
+	// Start-up, interleaved rounds of 10, the floor programs with the
+	// inits.
+	floors := floorProgs(b)
+	floorTimes := make([]time.Duration, len(floors))
+	startup := func(in initProg) (time.Duration, error) {
+		t0 := time.Now()
+		for range 10 {
+			cmd := exec.Command(in.path, append(append([]string{}, in.preSub...), "/bin/true")...)
+			if err := cmd.Run(); err != nil {
+				return 0, fmt.Errorf("%s /bin/true: %v", in.name, err)
+			}
+		}
+		return time.Since(t0), nil
+	}
 	for round := 0; round < o.startups/10; round++ {
 		for i, in := range ins {
-			t0 := time.Now()
-			for range 10 {
-				cmd := exec.Command(in.path, append(append([]string{}, in.preSub...), "/bin/true")...)
-				if err := cmd.Run(); err != nil && rows[i].err == nil {
-					rows[i].err = fmt.Errorf("%s -- /bin/true: %v", in.name, err)
-				}
+			d, err := startup(in)
+			rows[i].startup += d
+			rows[i].err = firstErr(rows[i].err, err)
+		}
+		for i, f := range floors {
+			d, err := startup(f)
+			floorTimes[i] += d
+			if err != nil {
+				floorErr = firstErr(floorErr, err)
 			}
-			rows[i].startup += time.Since(t0)
 		}
 	}
 	// Orphans, one init at a time.
@@ -146,7 +162,44 @@ func pid1Table(b bins, o options) string {
 		fmt.Fprintf(&t, "| %s | %d KiB | %d KiB | %d B | %d | %s | %s | %s |\n", name, r.rss, r.anon, r.size, r.wake,
 			ms(r.startup/time.Duration(max(o.startups, 1))), ms(r.made), ms(r.reaped))
 	}
+	// The floor: what a Go init pays before any work of tini-hot's own.
+	var tini time.Duration
+	for i, in := range ins {
+		if in.name == "tini" {
+			tini = rows[i].startup
+		}
+	}
+	t.WriteString("\nThe start-up floor of a Go init, from the same rounds: `bench/floor` forks and execs `/bin/true`, waits for it and exits, and does nothing else; " +
+		"built with tini-hot's libraries linked (their initialisation runs), and then also subscribing to the signals tini-hot forwards, as tini-hot does before it starts the command.\n\n")
+	if floorErr != nil {
+		fmt.Fprintf(&t, "(error: %v)\n\n", floorErr)
+	}
+	t.WriteString("| program | start-up | × tini |\n|---|---:|---:|\n")
+	ratio := func(d time.Duration) string {
+		if tini == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.1f", float64(d)/float64(tini))
+	}
+	line := func(name string, d time.Duration) {
+		fmt.Fprintf(&t, "| %s | %s | %s |\n", name, ms(d/time.Duration(max(o.startups, 1))), ratio(d))
+	}
+	line("tini", tini)
+	for i, f := range floors {
+		line(f.name, floorTimes[i])
+	}
+	line("tini-hot", rows[0].startup)
 	return t.String()
+}
+
+// floorProgs are the start-up floor programs, as inits that take the
+// command's path.
+func floorProgs(b bins) []initProg {
+	return []initProg{
+		{name: "Go: fork, exec, wait", path: b.floor},
+		{name: "… with tini-hot's libraries linked", path: b.floorLibs},
+		{name: "… and the signal subscriptions", path: b.floorLibs, preSub: []string{"-signals"}},
+	}
 }
 
 // orphanScript makes N orphans (N/100 subshells of 100 background jobs

@@ -17,17 +17,27 @@ import (
 // directory by build.
 type bins struct {
 	tiniHot, demo, peer string
+	// floor and floorLibs are the start-up floor of a Go init, without
+	// and with tini-hot's libraries (bench/floor).
+	floor, floorLibs string
 }
 
 // build compiles tini-hot (stripped and static, as the image ships it),
-// the demo and the peer application into dir.
+// the demo, the peer application and the floor programs into dir, the
+// same way.
 func build(dir string) (bins, error) {
-	b := bins{tiniHot: dir + "/tini-hot", demo: dir + "/demo", peer: dir + "/peer"}
-	for out, pkg := range map[string]string{b.tiniHot: "./cmd/tini-hot", b.demo: "./examples/demo", b.peer: "./bench/peer"} {
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-o", out, pkg)
+	b := bins{tiniHot: dir + "/tini-hot", demo: dir + "/demo", peer: dir + "/peer", floor: dir + "/floor", floorLibs: dir + "/floor-libs"}
+	for _, p := range []struct{ out, pkg, tags string }{
+		{b.tiniHot, "./cmd/tini-hot", ""},
+		{b.demo, "./examples/demo", ""},
+		{b.peer, "./bench/peer", ""},
+		{b.floor, "./bench/floor", ""},
+		{b.floorLibs, "./bench/floor", "libs"},
+	} {
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s", "-tags="+p.tags, "-o", p.out, p.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if msg, err := cmd.CombinedOutput(); err != nil {
-			return b, fmt.Errorf("build %s: %v: %s", pkg, err, msg)
+			return b, fmt.Errorf("build %s: %v: %s", p.pkg, err, msg)
 		}
 	}
 	return b, nil
