@@ -161,6 +161,17 @@ func (h *harness) until(what string, cond func(*Supervisor) bool) {
 	}
 }
 
+// upgrade reloads to generation gen, whose process pid says READY=1, and
+// fails the test unless the reload answers gen.
+func (h *harness) upgrade(gen, pid int) {
+	h.t.Helper()
+	r := h.reload(context.Background())
+	h.ready(gen, pid)
+	if res := h.answer(r); res.gen != gen || res.err != nil {
+		h.t.Fatalf("reload to generation %d: %+v", gen, res)
+	}
+}
+
 // answer waits for a reload's answer.
 func (h *harness) answer(c <-chan result) result {
 	h.t.Helper()

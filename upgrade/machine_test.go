@@ -112,11 +112,7 @@ func TestMaxDraining(t *testing.T) {
 	opts.MaxDraining = 2
 	h := serving(t, opts)
 	for gen := 2; gen <= 3; gen++ {
-		r := h.reload(context.Background())
-		h.ready(gen, 99+gen)
-		if res := h.answer(r); res.err != nil {
-			t.Fatal(res.err)
-		}
+		h.upgrade(gen, 99+gen)
 	}
 	h.wantState("draining", "draining", "serving")
 	r := h.reload(context.Background())
@@ -355,9 +351,7 @@ func TestNoticeFromOutside(t *testing.T) {
 // many generations live (here one draining, one serving, one starting).
 func TestStatusOneSnapshot(t *testing.T) {
 	h := serving(t, notifyOpts())
-	r := h.reload(context.Background())
-	h.ready(2, 101)
-	h.answer(r)
+	h.upgrade(2, 101)
 	h.reload(context.Background())
 	h.wantState("draining", "serving", "starting")
 	h.os.mu.Lock()
@@ -401,11 +395,7 @@ func TestReleaseAfterReload(t *testing.T) {
 	releases(0)
 	// Two reloads: generations 1 and 2 drain.
 	for gen := 2; gen <= 3; gen++ {
-		r := h.reload(context.Background())
-		h.ready(gen, 99+gen)
-		if res := h.answer(r); res.err != nil {
-			t.Fatal(res.err)
-		}
+		h.upgrade(gen, 99+gen)
 	}
 	releases(0)
 	h.exits(true, exited(100, 0)) // generation 2 still drains
@@ -416,11 +406,7 @@ func TestReleaseAfterReload(t *testing.T) {
 	releases(1)
 	// Two more reloads over within releaseEvery: one release, at its end.
 	for gen := 4; gen <= 5; gen++ {
-		r := h.reload(context.Background())
-		h.ready(gen, 99+gen)
-		if res := h.answer(r); res.err != nil {
-			t.Fatal(res.err)
-		}
+		h.upgrade(gen, 99+gen)
 		h.exits(true, exited(98+gen, 0))
 	}
 	releases(1)

@@ -38,14 +38,10 @@ func TestLowMemoryRefuse(t *testing.T) {
 	}
 	// The limit is read again at each reload: after a resize it fits.
 	h.os.setMemory(400, 130, 0)
-	r := h.reload(context.Background())
-	h.ready(2, 101)
-	if res := h.answer(r); res.gen != 2 || res.err != nil {
-		t.Fatalf("after resize: %+v", res)
-	}
+	h.upgrade(2, 101)
 	// ignore upgrades whatever the figures.
 	h2 := memoryHarness(t, LowMemoryIgnore, 200, 190)
-	r = h2.reload(context.Background())
+	r := h2.reload(context.Background())
 	h2.wantState("serving", "starting")
 	h2.ready(2, 101)
 	if res := h2.answer(r); res.gen != 2 {
@@ -58,13 +54,11 @@ func TestLowMemoryRefuse(t *testing.T) {
 // is refused.
 func TestLowMemoryWaitsForDrain(t *testing.T) {
 	h := memoryHarness(t, LowMemoryRefuse, 1000, 100)
-	r := h.reload(context.Background())
-	h.ready(2, 101)
-	h.answer(r)
+	h.upgrade(2, 101)
 	// Generation 1 drains with 120 MiB; generation 2 holds 120 MiB too.
 	h.os.setAnon(101, 120)
 	h.os.setMemory(300, 240, 0)
-	r = h.reload(context.Background())
+	r := h.reload(context.Background())
 	h.noAnswer(r)
 	if q := h.status().Queued; q == nil || !strings.Contains(q.Reason, "waiting for 1 draining generations to exit") {
 		t.Fatalf("queued: %+v", q)
@@ -164,16 +158,12 @@ func TestLowMemoryRestartFails(t *testing.T) {
 // without it is not.
 func TestOOMNamed(t *testing.T) {
 	h := memoryHarness(t, LowMemoryRefuse, 1000, 100)
-	r := h.reload(context.Background())
-	h.ready(2, 101)
-	h.answer(r)
+	h.upgrade(2, 101)
 	h.exits(true, killed(100, unix.SIGKILL)) // tini-hot's or an operator's
 	if g := h.gen(1); g.OOMKilled {
 		t.Fatalf("generation 1: %+v", g)
 	}
-	r = h.reload(context.Background())
-	h.ready(3, 102)
-	h.answer(r)
+	h.upgrade(3, 102)
 	h.os.setMemory(128, 127, 1)
 	h.exits(true, killed(101, unix.SIGKILL))
 	if g := h.gen(2); !g.OOMKilled || g.Reason != "generation 2 (pid 101) killed by the OOM killer (limit 128 MiB)" {
@@ -182,9 +172,7 @@ func TestOOMNamed(t *testing.T) {
 	// The OOM killer strikes generation 3, draining, and a reload reads
 	// the memory before that exit is reaped: the kill is still named.
 	h.os.setMemory(1000, 100, 1)
-	r = h.reload(context.Background())
-	h.ready(4, 103)
-	h.answer(r)
+	h.upgrade(4, 103)
 	h.os.setMemory(1000, 100, 2)
 	h.reload(context.Background())
 	h.exits(true, killed(102, unix.SIGKILL))
