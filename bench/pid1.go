@@ -139,9 +139,7 @@ func pid1Table(b bins, o options) string {
 		for i, f := range floors {
 			d, err := startup(f)
 			floorTimes[i] += d
-			if err != nil {
-				floorErr = firstErr(floorErr, err)
-			}
+			floorErr = firstErr(floorErr, err)
 		}
 	}
 	// Orphans, one init at a time.
