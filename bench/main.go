@@ -97,6 +97,7 @@ func run(o options, out string) error {
 	step("Reload latency breakdown", func() string { return breakdownTable(b, o.breakdown) })
 	step("Data path", func() string { return dataPathTable(b, o.wrk) })
 	step("Soak", func() string { return soakTable(b, o.soak, o.soakRequests, o.clients) })
+	step("Memory across reloads", func() string { return memoryTable(b, o.soak) })
 
 	head := fmt.Sprintf("# tini-hot benchmarks\n\nWritten by `go run ./bench%s -o %s` on %s, commit %s, in %v.\n\nMachine: %s.\n\n",
 		map[bool]string{true: " -short", false: ""}[o.short], out, began.UTC().Format("2006-01-02 15:04 MST"), rev, time.Since(began).Round(time.Second), machine())

@@ -4,10 +4,18 @@
 // with the tag libs, it also links the libraries tini-hot links, so that
 // their initialisation runs; with the tag libs and the flag -signals, it
 // subscribes to the signals tini-hot forwards before it starts the child.
+//
+// With -collect N it is the memory floor instead, for the benchmark's
+// memory table: it prints its RssAnon in KiB, then again after N garbage
+// collections with no work between them, each returning freed memory to
+// the system as tini-hot does after a reload, and exits.
 package main
 
 import (
 	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -16,6 +24,19 @@ var subscribe func()
 
 func main() {
 	args := os.Args[1:]
+	if len(args) == 2 && args[0] == "-collect" {
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 0 {
+			os.Stderr.WriteString("usage: floor -collect N\n")
+			os.Exit(2)
+		}
+		idle := rssAnon()
+		for range n {
+			debug.FreeOSMemory()
+		}
+		os.Stdout.WriteString(idle + " " + rssAnon() + "\n")
+		return
+	}
 	if len(args) > 0 && args[0] == "-signals" {
 		if subscribe == nil {
 			os.Stderr.WriteString("floor: -signals needs the tag libs\n")
@@ -40,4 +61,19 @@ func main() {
 		}
 	}
 	os.Exit(ws.ExitStatus())
+}
+
+// rssAnon is this process's RssAnon in KiB, from /proc/self/status.
+func rssAnon() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		os.Stderr.WriteString("floor: " + err.Error() + "\n")
+		os.Exit(1)
+	}
+	_, rest, ok := strings.Cut(string(b), "RssAnon:")
+	if !ok {
+		os.Stderr.WriteString("floor: no RssAnon in /proc/self/status\n")
+		os.Exit(1)
+	}
+	return strings.Fields(rest)[0]
 }
