@@ -17,7 +17,7 @@ import (
 // directory by build.
 type bins struct {
 	tiniHot, demo, peer string
-	// floor and floorLibs are the start-up floor of a Go init, without
+	// floor and floorLibs are the start-up and memory floor of a Go init, without
 	// and with tini-hot's libraries (bench/floor).
 	floor, floorLibs string
 }
