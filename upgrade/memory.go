@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -41,7 +42,7 @@ func (s *Supervisor) headroom() (fit, string) {
 		return fitsNow, ""
 	}
 	msg := fmt.Sprintf("not enough memory for a second generation: limit %s, working set %s, need %s (the anonymous memory of generation %d)",
-		mib(m.Limit), mib(m.WorkingSet), mib(need), s.current.number)
+		usage.MiB(m.Limit), usage.MiB(m.WorkingSet), usage.MiB(need), s.current.number)
 	draining := s.draining()
 	var freed uint64
 	for _, g := range draining {
@@ -85,18 +86,10 @@ func (s *Supervisor) oomKilled(g *generation, e reaper.Exit) {
 	g.oom = true
 	limit := "no limit"
 	if m.Limit != 0 {
-		limit = "limit " + mib(m.Limit)
+		limit = "limit " + usage.MiB(m.Limit)
 	}
 	g.reason = fmt.Sprintf("generation %d (pid %d) killed by the OOM killer (%s)", g.number, e.Pid, limit)
 	s.log.Error(g.reason)
-}
-
-// mib formats a byte count in MiB.
-func mib(b uint64) string {
-	if b%(1<<20) == 0 {
-		return fmt.Sprintf("%d MiB", b>>20)
-	}
-	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
 }
 
 // releaseEvery bounds how often tini-hot gives memory back. A release is

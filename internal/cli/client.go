@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/tini-hot/tini-hot/control"
+	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
@@ -242,9 +243,9 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 	case c.Cgroup != "none":
 		limit := "no limit"
 		if c.MemoryLimitBytes != 0 {
-			limit = "limit " + mib(c.MemoryLimitBytes)
+			limit = "limit " + usage.MiB(c.MemoryLimitBytes)
 		}
-		fmt.Fprintf(w, "container: cgroup %s, memory %s, working set %s, %d OOM kills\n", c.Cgroup, limit, mib(c.MemoryUsageBytes), c.OOMKills)
+		fmt.Fprintf(w, "container: cgroup %s, memory %s, working set %s, %d OOM kills\n", c.Cgroup, limit, usage.MiB(c.MemoryUsageBytes), c.OOMKills)
 	}
 	if q := st.Queued; q != nil {
 		fmt.Fprintf(w, "queued upgrade (%d waiting): %s\n", q.Waiters, q.Reason)
@@ -267,12 +268,9 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 		}
 		use := "-\t-\t-\t-\t-"
 		if u := g.GenerationUsage; u != nil {
-			use = fmt.Sprintf("%s\t%d\t%d\t%d\t%.2fs", mib(u.MemoryBytes), u.Processes, u.Threads, u.FDs, u.CPUSeconds)
+			use = fmt.Sprintf("%s\t%d\t%d\t%d\t%.2fs", usage.MiB(u.MemoryBytes), u.Processes, u.Threads, u.FDs, u.CPUSeconds)
 		}
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", g.Number, g.Pid, g.State, g.Started.Format(time.RFC3339), ready, use, strings.TrimSpace(end))
 	}
 	_ = tw.Flush() // writes to w; errors are w's
 }
-
-// mib formats a byte count in MiB, one decimal.
-func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -40,6 +40,15 @@ func (m Memory) Free() uint64 {
 	return m.Limit - m.WorkingSet
 }
 
+// MiB formats a byte count in MiB: whole when it is whole (a limit reads
+// as it was set, "128 MiB"), else to one decimal ("57.8 MiB").
+func MiB(b uint64) string {
+	if b%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", b>>20)
+	}
+	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
+}
+
 // unlimited: a v1 limit this large is no limit (the kernel shows
 // PAGE_COUNTER_MAX pages, 9223372036854771712 with 4 KiB pages).
 const unlimited = 1 << 62

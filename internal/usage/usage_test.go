@@ -219,3 +219,16 @@ func FuzzDetect(f *testing.F) {
 		}
 	})
 }
+
+func TestMiB(t *testing.T) {
+	for b, want := range map[uint64]string{
+		0:                "0 MiB",
+		128 << 20:        "128 MiB",
+		57<<20 + 820<<10: "57.8 MiB",
+		1 << 19:          "0.5 MiB",
+	} {
+		if got := MiB(b); got != want {
+			t.Errorf("MiB(%d) = %q, want %q", b, got, want)
+		}
+	}
+}
