@@ -26,6 +26,7 @@ type options struct {
 	short                              bool
 	duration                           time.Duration // per upgrade-method run
 	reloads, clients                   int           // per upgrade-method run
+	rounds                             int           // of the upgrade-method runs
 	breakdown, soak, orphans, startups int
 	soakRequests                       int
 	wakeups, wrk                       time.Duration
@@ -38,6 +39,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "length of each upgrade-method run")
 	flag.IntVar(&o.reloads, "reloads", 10, "upgrades in each upgrade-method run")
 	flag.IntVar(&o.clients, "clients", 4, "fresh-connection clients, and as many keep-alive ones")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds of the upgrade-method runs, every method in turn in each")
 	flag.IntVar(&o.breakdown, "breakdown", 200, "reloads timed for the latency breakdown")
 	flag.IntVar(&o.soak, "soak", 1000, "reloads of each of the 3 soak instances, at least")
 	flag.IntVar(&o.soakRequests, "soak-requests", 1000000, "requests the soak serves, at least")
@@ -47,9 +49,13 @@ func main() {
 	flag.DurationVar(&o.wrk, "wrk", 5*time.Second, "length of each wrk run")
 	flag.Parse()
 	if o.short {
-		o.duration, o.reloads, o.clients = 4*time.Second, 3, 2
+		o.duration, o.reloads, o.clients, o.rounds = 4*time.Second, 3, 2, 1
 		o.breakdown, o.soak, o.soakRequests, o.orphans, o.startups = 20, 20, 10000, 1000, 30
 		o.wakeups, o.wrk = 2*time.Second, time.Second
+	}
+	if o.rounds < 1 || o.reloads < 1 || o.clients < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -rounds, -reloads and -clients must be at least 1")
+		os.Exit(2)
 	}
 	if err := run(o, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

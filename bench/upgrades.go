@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -79,45 +80,70 @@ func (r runResult) duringUpgrades() []time.Duration {
 	return out
 }
 
-// upgradeTable runs every method with and without upgrades and renders
-// the table; it returns the runs with upgrades for the charts.
+// upgradeTable runs every method with and without upgrades, o.rounds
+// times in turn, and renders the table of the sums over the rounds; it
+// returns the first round's runs with upgrades for the charts.
 func upgradeTable(b bins, o options) (string, []runResult) {
-	var t strings.Builder
-	fmt.Fprintf(&t, "%d fresh-connection and %d keep-alive clients, %v per run, %d upgrades per run evenly spaced; "+
-		"latency of the requests that began during an upgrade or in the 250 ms after it; throughput relative to the same method's run without upgrades.\n\n",
-		o.clients, o.clients, o.duration, o.reloads)
-	t.WriteString("| method | requests | failed | refused | reset | EOF | other | p50 during upgrades | p99 during upgrades | throughput vs no upgrades |\n")
-	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	var runs []runResult
-	for _, m := range methods {
-		base := runMethod(b, m, o, 0)
-		r := runMethod(b, m, o, o.reloads)
-		runs = append(runs, r)
-		kinds := map[string]int{}
-		for _, s := range r.samples {
-			if s.fail != "" {
-				kinds[s.fail]++
+	type total struct {
+		requests, ok, baseOK int
+		kinds                map[string]int
+		during               []time.Duration
+		p99s                 []time.Duration // of each round
+		err                  error
+	}
+	totals := make([]total, len(methods))
+	var first []runResult
+	for round := range o.rounds {
+		for i, m := range methods {
+			base := runMethod(b, m, o, 0)
+			r := runMethod(b, m, o, o.reloads)
+			if round == 0 {
+				first = append(first, r)
 			}
+			tt := &totals[i]
+			if tt.kinds == nil {
+				tt.kinds = map[string]int{}
+			}
+			tt.requests += len(r.samples)
+			tt.ok += r.ok()
+			tt.baseOK += base.ok()
+			for _, s := range r.samples {
+				if s.fail != "" {
+					tt.kinds[s.fail]++
+				}
+			}
+			during := r.duringUpgrades()
+			tt.during = append(tt.during, during...)
+			tt.p99s = append(tt.p99s, percentile(during, 99))
+			tt.err = firstErr(tt.err, r.err, base.err)
 		}
-		failed := len(r.samples) - r.ok()
-		during := r.duringUpgrades()
+	}
+	var t strings.Builder
+	fmt.Fprintf(&t, "%d fresh-connection and %d keep-alive clients, %v per run, %d upgrades per run evenly spaced; %d rounds, in each of which every method runs once without upgrades and once with them, in turn: "+
+		"the figures are sums over the rounds. Latency is that of the requests that began during an upgrade or in the 250 ms after it, over all rounds, and the p99 of each round (lowest–highest); throughput is relative to the same method's runs without upgrades.\n\n",
+		o.clients, o.clients, o.duration, o.reloads, o.rounds)
+	t.WriteString("| method | requests | failed | refused | reset | EOF | other | p50 during upgrades | p99 during upgrades | p99 of each round | throughput vs no upgrades |\n")
+	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for i, m := range methods {
+		tt := totals[i]
 		ratio := "n/a"
-		if base.ok() > 0 {
-			ratio = fmt.Sprintf("%.2f", float64(r.ok())/float64(base.ok()))
+		if tt.baseOK > 0 {
+			ratio = fmt.Sprintf("%.2f", float64(tt.ok)/float64(tt.baseOK))
 		}
 		name := m.name
-		if err := firstErr(r.err, base.err); err != nil {
-			name += " (error: " + strings.ReplaceAll(err.Error(), "|", "/") + ")"
+		if tt.err != nil {
+			name += " (error: " + strings.ReplaceAll(tt.err.Error(), "|", "/") + ")"
 		}
-		fmt.Fprintf(&t, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s |\n", name, len(r.samples), failed,
-			kinds["refused"], kinds["reset"], kinds["EOF"], kinds["other"],
-			ms(percentile(during, 50)), ms(percentile(during, 99)), ratio)
+		fmt.Fprintf(&t, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s–%s | %s |\n", name, tt.requests, tt.requests-tt.ok,
+			tt.kinds["refused"], tt.kinds["reset"], tt.kinds["EOF"], tt.kinds["other"],
+			ms(percentile(tt.during, 50)), ms(percentile(tt.during, 99)),
+			strings.TrimSuffix(ms(slices.Min(tt.p99s)), " ms"), ms(slices.Max(tt.p99s)), ratio)
 	}
 	t.WriteString("\nMethods:\n\n")
 	for _, m := range methods {
 		fmt.Fprintf(&t, "- **%s**: %s\n", m.name, m.about)
 	}
-	return t.String(), runs
+	return t.String(), first
 }
 
 func firstErr(errs ...error) error {
