@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -66,7 +66,7 @@ func floorGrowth(path string) (idle, after int, err error) {
 		}
 		runs = append(runs, r)
 	}
-	sort.Slice(runs, func(i, j int) bool { return runs[i].after-runs[i].idle < runs[j].after-runs[j].idle })
+	slices.SortFunc(runs, func(x, y run) int { return (x.after - x.idle) - (y.after - y.idle) })
 	return runs[1].idle, runs[1].after, nil
 }
 
