@@ -4,7 +4,6 @@ package main
 
 import (
 	"os"
-	"os/signal"
 
 	// Every library of tini-hot with work at start-up (package
 	// initialisers, protobuf registrations), blank-imported for it.
@@ -16,17 +15,17 @@ import (
 	_ "github.com/prometheus/procfs"
 	_ "github.com/spf13/pflag"
 	_ "golang.org/x/net/netutil"
-	"golang.org/x/sys/unix"
 
 	"github.com/tini-hot/tini-hot/reaper"
 )
 
 func init() {
+	// tini-hot's own subscriptions, as it makes them before it starts
+	// the command.
 	subscribe = func() {
-		sigs := []os.Signal{unix.SIGCHLD, unix.SIGPIPE}
-		for _, s := range reaper.Forwardable() {
-			sigs = append(sigs, s)
+		if _, err := reaper.New(); err != nil {
+			os.Stderr.WriteString("floor: " + err.Error() + "\n")
+			os.Exit(1)
 		}
-		signal.Notify(make(chan os.Signal, 1), sigs...)
 	}
 }
