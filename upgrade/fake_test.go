@@ -90,9 +90,11 @@ type fakeOS struct {
 	signals   []sent        // through the process table
 	extra     map[int][]int // more processes of generation N
 	others    []int         // processes below the supervisor not in any generation
-	// The container's memory and each pid's anonymous memory.
-	mem  usage.Memory
-	anon map[int]uint64
+	// The container's memory, what it was when the cgroup was opened,
+	// and each pid's anonymous memory.
+	mem    usage.Memory
+	opened usage.Memory
+	anon   map[int]uint64
 }
 
 func (o *fakeOS) release() {
@@ -105,6 +107,12 @@ func (o *fakeOS) memory() (usage.Memory, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return o.mem, nil
+}
+
+func (o *fakeOS) openedMemory() (usage.Memory, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.opened, nil
 }
 
 func (o *fakeOS) figures(ps []proctree.Process) usage.Figures {

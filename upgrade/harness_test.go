@@ -25,8 +25,9 @@ type harness struct {
 }
 
 // newHarness starts a supervisor with opts (Command defaults to "app")
-// whose first generation gets pid 100.
-func newHarness(t *testing.T, opts Options) *harness {
+// whose first generation gets pid 100; setup prepares the fake system
+// before it starts.
+func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 	t.Helper()
 	if opts.Command == nil {
 		opts.Command = []string{"app"}
@@ -53,8 +54,12 @@ func newHarness(t *testing.T, opts Options) *harness {
 		signal:    h.os.signal,
 		cgroup:    "v2",
 		memory:    h.os.memory,
+		opened:    h.os.openedMemory,
 		figures:   h.os.figures,
 		release:   h.os.release,
+	}
+	for _, f := range setup {
+		f(h.os)
 	}
 	s, err := newSupervisor(opts, h.r, sys, 1)
 	if err != nil {

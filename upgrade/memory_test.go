@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"context"
+	"github.com/tini-hot/tini-hot/internal/usage"
 	"strings"
 	"testing"
 
@@ -181,6 +182,27 @@ func TestOOMNamed(t *testing.T) {
 	}
 	h.os.setMemory(128, 127, 3)
 	h.exits(false, killed(103, unix.SIGKILL), killed(104, unix.SIGKILL))
+	if e := h.ended(); e.Code() != 137 {
+		t.Fatalf("exit %d", e.Code())
+	}
+}
+
+// TestOOMBeforeStart: the OOM kills counted when the cgroup was opened,
+// before the start, are the baseline: a SIGKILL of generation 1 with no
+// kill since is not named.
+func TestOOMBeforeStart(t *testing.T) {
+	h := newHarness(t, notifyOpts(), func(o *fakeOS) {
+		o.opened = usage.Memory{Limit: 128 << 20, WorkingSet: 100 << 20, OOMKills: 2}
+		o.mem = o.opened
+	})
+	h.ready(1, 100)
+	h.upgrade(2, 101)
+	h.exits(true, killed(100, unix.SIGKILL))
+	if g := h.gen(1); g.OOMKilled {
+		t.Fatalf("generation 1, SIGKILLed after 2 OOM kills before the start: %+v", g)
+	}
+	h.os.setMemory(128, 127, 3)
+	h.exits(false, killed(101, unix.SIGKILL))
 	if e := h.ended(); e.Code() != 137 {
 		t.Fatalf("exit %d", e.Code())
 	}

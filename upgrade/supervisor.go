@@ -122,7 +122,9 @@ func newSupervisor(opts Options, r reaperAPI, sys sys, self int) (*Supervisor, e
 // generation's exit. An error means the application could not be started.
 func (s *Supervisor) Run() (reaper.Exit, error) {
 	defer close(s.done)
-	if m, err := s.sys.memory(); err == nil {
+	// The OOM kills so far: read when the cgroup was found, a moment
+	// ago; reading them again would delay the start.
+	if m, err := s.sys.opened(); err == nil {
 		s.oomSeen = m.OOMKills
 	}
 	g, err := s.start()

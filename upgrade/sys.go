@@ -33,9 +33,11 @@ type sys struct {
 	// returns how many.
 	signal func(ps []proctree.Process, sig unix.Signal) int
 	// cgroup is the container's cgroup version ("v1", "v2", "none");
-	// memory reads its memory now.
+	// memory reads its memory now; opened is what was read when the
+	// cgroup was found, before the supervisor was made.
 	cgroup string
 	memory func() (usage.Memory, error)
+	opened func() (usage.Memory, error)
 	// figures reads what ps use.
 	figures func(ps []proctree.Process) usage.Figures
 	// release gives the memory tini-hot's Go runtime holds but does not
@@ -115,6 +117,7 @@ func osSys(self int, init bool, c *usage.Container) sys {
 		signal: proctree.SignalAll,
 		cgroup: c.Version(),
 		memory: c.Memory,
+		opened: c.Opened,
 		figures: func(ps []proctree.Process) usage.Figures {
 			pids := make([]int, len(ps))
 			for i, p := range ps {

@@ -59,6 +59,9 @@ type Container struct {
 	version string // "v1", "v2" or "none"
 	dir     string // the cgroup's directory (for messages)
 	read    func() (Memory, error)
+	// opened and openErr are the read made when the cgroup was opened.
+	opened  Memory
+	openErr error
 }
 
 // Version is "v1", "v2" or "none".
@@ -83,6 +86,16 @@ func (c *Container) Memory() (Memory, error) {
 		return Memory{}, nil
 	}
 	return c.read()
+}
+
+// Opened is what the cgroup read when it was opened (by Detect, OpenV1
+// or OpenV2), and that read's error: a baseline for the start, without
+// reading it again.
+func (c *Container) Opened() (Memory, error) {
+	if c == nil || c.read == nil {
+		return Memory{}, nil
+	}
+	return c.opened, c.openErr
 }
 
 // Detect finds the memory cgroup of the calling process: cgroup v2, or
@@ -187,8 +200,8 @@ func OpenV1(mountPoint, group string) (*Container, error) {
 		m.WorkingSet = sub(st.Memory.GetUsage().GetUsage(), st.Memory.GetTotalInactiveFile())
 		return m, nil
 	}}
-	_, err := c.read()
-	return c, err
+	c.opened, c.openErr = c.read()
+	return c, c.openErr
 }
 
 // OpenV2 is the cgroup v2 group under the unified hierarchy mounted at
@@ -235,8 +248,8 @@ func OpenV2(mountPoint, group string) (*Container, error) {
 		}
 		return m, nil
 	}}
-	_, err = c.read()
-	return c, err
+	c.opened, c.openErr = c.read()
+	return c, c.openErr
 }
 
 // limitV2 is memory.max as a limit: "max" (read as MaxUint64) and a

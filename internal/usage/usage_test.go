@@ -66,6 +66,10 @@ func TestV2(t *testing.T) {
 	if m, _ = c.Memory(); m.Limit != 104857600 || m.OOMKills != 2 {
 		t.Fatalf("after resize: %+v", m)
 	}
+	// Opened stays what was read when the cgroup was opened.
+	if o, err := c.Opened(); err != nil || o != want {
+		t.Fatalf("opened %+v, %v, want %+v", o, err, want)
+	}
 	if m.Free() != 0 { // over the limit
 		t.Fatalf("free %d", m.Free())
 	}
@@ -139,6 +143,9 @@ func TestV1(t *testing.T) {
 			if err != nil || got != want {
 				t.Fatalf("memory %+v %v, want %+v", got, err, want)
 			}
+			if o, err := c.Opened(); err != nil || o != want {
+				t.Fatalf("opened %+v %v, want %+v", o, err, want)
+			}
 		})
 	}
 }
@@ -167,6 +174,9 @@ func TestNone(t *testing.T) {
 	}
 	if m, err := c.Memory(); err != nil || m != (Memory{}) || m.Free() == 0 {
 		t.Fatalf("%+v %v", m, err)
+	}
+	if m, err := c.Opened(); err != nil || m != (Memory{}) {
+		t.Fatalf("opened %+v %v", m, err)
 	}
 }
 
