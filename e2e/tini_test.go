@@ -194,3 +194,35 @@ func helperSignals() int {
 	}
 	return 0
 }
+
+// TestApplicationEnvironment: tini-hot tunes its own Go runtime (its soft
+// memory limit, one processor) in process: the application's GOMAXPROCS
+// reaches it unchanged, and no Go runtime setting is added, as under tini.
+func TestApplicationEnvironment(t *testing.T) {
+	for _, bin := range inits(t) {
+		t.Run(bin.name, func(t *testing.T) {
+			t.Parallel()
+			out := filepath.Join(t.TempDir(), "env")
+			p := startInit(t, bin, modes[0], []string{"GOMAXPROCS=3", "OUT=" + out}, "--", "sh", "-c", `env > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"`)
+			if code := p.wait(); code != 0 {
+				t.Fatalf("exit status %d; output:\n%s", code, p.stderr)
+			}
+			env := map[string]string{}
+			for _, kv := range strings.Split(strings.TrimSpace(readFile(out)), "\n") {
+				k, v, _ := strings.Cut(kv, "=")
+				env[k] = v
+			}
+			if env["GOMAXPROCS"] != "3" {
+				t.Errorf("GOMAXPROCS=%q, want 3, as given to the init", env["GOMAXPROCS"])
+			}
+			for _, k := range []string{"GOMEMLIMIT", "GOGC", "GODEBUG"} {
+				if v, ok := env[k]; ok {
+					t.Errorf("%s=%q added to the application's environment", k, v)
+				}
+			}
+			if bin.name == "tini-hot" && env["TINI_HOT_GENERATION"] != "1" {
+				t.Errorf("TINI_HOT_GENERATION=%q, want 1", env["TINI_HOT_GENERATION"])
+			}
+		})
+	}
+}

@@ -74,6 +74,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 // between reloads (status and metrics requests).
 const softMemoryLimit = 8 << 20
 
+// Processors for tini-hot's own Go code. The Go runtime makes one per
+// CPU (of the node, or of the pod's CPU limit), and each brings caches of
+// memory and threads. A supervisor has no use for them: tini-hot takes
+// its signal subscriptions on subscribeProcs, then runs on procs. One
+// tini-hot, 1,000 reloads, RssAnon at the end: 2.6-2.7 MiB against 2.9
+// with the runtime's two; 3.1 MiB and 7-8 threads against 4.4-4.5 and
+// 21-23 with GOMAXPROCS=32. Set in process, never through GOMAXPROCS,
+// which is the application's.
+const (
+	// Each subscription is a round trip between two threads: on one
+	// processor they cost 0.5 ms more at start in all; on many, the
+	// runtime starts threads for the idle processors.
+	subscribeProcs = 2
+	procs          = 1
+)
+
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
@@ -110,6 +126,9 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		listeners = append(listeners, l)
 	}
 
+	if runtime.GOMAXPROCS(0) > subscribeProcs {
+		runtime.GOMAXPROCS(subscribeProcs)
+	}
 	r, err := reaper.New()
 	if err != nil {
 		return fail(err)
@@ -126,6 +145,7 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 			return fail(fmt.Errorf("set parent-death signal: %w", err))
 		}
 	}
+	runtime.GOMAXPROCS(procs)
 	opts := cfg.Supervisor
 	opts.Reaper, opts.Listeners, opts.Signals, opts.Logger = r, listeners, inherited, log
 	opts.Container, err = usage.Detect()
