@@ -32,13 +32,21 @@ func memoryTable(b bins, reloads int) string {
 		r.idle, r.after, r.err = floorGrowth(f.path)
 		rows = append(rows, r)
 	}
-	r := row{name: "tini-hot, the demo, no load", work: fmt.Sprintf("%d reloads", reloads)}
-	r.idle, r.after, r.err = reloadGrowth(b, reloads)
-	rows = append(rows, r)
+	for _, t := range []struct{ name, env string }{
+		{"tini-hot, the demo, no load", ""},
+		// The Go runtime makes a processor per CPU: what a node of 32
+		// CPUs and a pod with no CPU limit would give it.
+		{"… with GOMAXPROCS=32 in its environment", "GOMAXPROCS=32"},
+	} {
+		r := row{name: t.name, work: fmt.Sprintf("%d reloads", reloads)}
+		r.idle, r.after, r.err = reloadGrowth(b, reloads, t.env)
+		rows = append(rows, r)
+	}
 
 	var t strings.Builder
 	fmt.Fprintf(&t, "RssAnon before and after. `bench/floor -collect %d` does nothing but run %d garbage collections, each returning freed memory to the system as tini-hot does after a reload (median of 3 runs by growth); "+
-		"tini-hot is read 1 s after it serves, and again after back-to-back `tini-hot reload`s once the last drain has ended.\n\n", floorCollections, floorCollections)
+		"tini-hot is read 1 s after it serves, and again after back-to-back `tini-hot reload`s once the last drain has ended; "+
+		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one; the application keeps the variable).\n\n", floorCollections, floorCollections)
 	t.WriteString("| program | work | RssAnon before | after | growth |\n|---|---|---:|---:|---:|\n")
 	for _, r := range rows {
 		name := r.name
@@ -70,14 +78,19 @@ func floorGrowth(path string) (idle, after int, err error) {
 	return runs[1].idle, runs[1].after, nil
 }
 
-// reloadGrowth reads one tini-hot's RssAnon idle and after n reloads.
-func reloadGrowth(b bins, n int) (idle, after int, err error) {
+// reloadGrowth reads one tini-hot's RssAnon idle and after n reloads;
+// env, if not empty, is added to its environment (and its application's).
+func reloadGrowth(b bins, n int, env string) (idle, after int, err error) {
 	dir, err := os.MkdirTemp("", "tini-hot-bench-")
 	if err != nil {
 		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := startTiniHot("demo")(b, freeAddr(), dir)
+	var extra []string
+	if env != "" {
+		extra = []string{env}
+	}
+	srv, err := startTiniHot("demo", extra...)(b, freeAddr(), dir)
 	if srv != nil {
 		defer srv.stop()
 	}

@@ -41,7 +41,7 @@ type tiniHot struct {
 	bin     string
 }
 
-func startTiniHot(app string) func(b bins, addr, dir string) (server, error) {
+func startTiniHot(app string, env ...string) func(b bins, addr, dir string) (server, error) {
 	return func(b bins, addr, dir string) (server, error) {
 		control := filepath.Join(dir, "control.sock")
 		argv := []string{b.tiniHot, "-l", "tcp://" + addr, "--ready", "notify", "--control", control, "--"}
@@ -50,7 +50,7 @@ func startTiniHot(app string) func(b bins, addr, dir string) (server, error) {
 		} else {
 			argv = append(argv, b.peer, "-mode", app)
 		}
-		p, err := start(nil, argv...)
+		p, err := start(env, argv...)
 		if err != nil {
 			return nil, err
 		}
