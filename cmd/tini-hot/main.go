@@ -74,21 +74,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 // between reloads (status and metrics requests).
 const softMemoryLimit = 8 << 20
 
-// Processors for tini-hot's own Go code. The Go runtime makes one per
-// CPU (of the node, or of the pod's CPU limit), and each brings caches of
-// memory and threads. A supervisor has no use for them: tini-hot takes
-// its signal subscriptions on subscribeProcs, then runs on procs. One
-// tini-hot, 1,000 reloads, RssAnon at the end: 2.6-2.7 MiB against 2.9
-// with the runtime's two; 3.1 MiB and 7-8 threads against 4.4-4.5 and
-// 21-23 with GOMAXPROCS=32. Set in process, never through GOMAXPROCS,
-// which is the application's.
-const (
-	// Each subscription is a round trip between two threads: on one
-	// processor they cost 0.5 ms more at start in all; on many, the
-	// runtime starts threads for the idle processors.
-	subscribeProcs = 2
-	procs          = 1
-)
+// procs bounds the processors tini-hot runs its own Go code on. The Go
+// runtime makes one per CPU (of the node, or of the pod's CPU limit), and
+// each brings threads and caches of memory; a supervisor has no use for
+// more than two: one for its loop, one for a request or a collection
+// beside it. Two, not one: the signal subscriptions, each a round trip
+// between two threads, take 0.5 ms more at start on one, and going down
+// to one after them raised idle RssAnon by 350 KiB (the cached spans of
+// the processor dropped moved to the collector's lists at once). Set in
+// process, never through GOMAXPROCS, which is the application's.
+const procs = 2
 
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
@@ -126,8 +121,8 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		listeners = append(listeners, l)
 	}
 
-	if runtime.GOMAXPROCS(0) > subscribeProcs {
-		runtime.GOMAXPROCS(subscribeProcs)
+	if runtime.GOMAXPROCS(0) > procs {
+		runtime.GOMAXPROCS(procs)
 	}
 	r, err := reaper.New()
 	if err != nil {
@@ -145,7 +140,6 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 			return fail(fmt.Errorf("set parent-death signal: %w", err))
 		}
 	}
-	runtime.GOMAXPROCS(procs)
 	opts := cfg.Supervisor
 	opts.Reaper, opts.Listeners, opts.Signals, opts.Logger = r, listeners, inherited, log
 	opts.Container, err = usage.Detect()
