@@ -46,7 +46,7 @@ func memoryTable(b bins, reloads int) string {
 	var t strings.Builder
 	fmt.Fprintf(&t, "RssAnon before and after. `bench/floor -collect %d` does nothing but run %d garbage collections, each returning freed memory to the system as tini-hot does after a reload (median of 3 runs by growth); "+
 		"tini-hot is read 1 s after it serves, and again after back-to-back `tini-hot reload`s once the last drain has ended; "+
-		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one; the application keeps the variable).\n\n", floorCollections, floorCollections)
+		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on at most two; the application keeps the variable).\n\n", floorCollections, floorCollections)
 	t.WriteString("| program | work | RssAnon before | after | growth |\n|---|---|---:|---:|---:|\n")
 	for _, r := range rows {
 		name := r.name
