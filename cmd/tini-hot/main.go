@@ -121,9 +121,10 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		listeners = append(listeners, l)
 	}
 
-	if runtime.GOMAXPROCS(0) > procs {
-		runtime.GOMAXPROCS(procs)
-	}
+	// Set even when it is already at most procs: the runtime would
+	// otherwise keep following the CPU limit, up as well (a pod resized in
+	// place), and a set value stops that.
+	runtime.GOMAXPROCS(min(runtime.GOMAXPROCS(0), procs))
 	r, err := reaper.New()
 	if err != nil {
 		return fail(err)
