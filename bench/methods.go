@@ -28,17 +28,21 @@ type method struct {
 
 var methods = []method{
 	{"tini-hot", "tini-hot -l, the app with tini-hot's Go helper (hotapp: closes its listener, then shuts down)", startTiniHot("hot")},
+	{"tini-hot, SIGHUP", "the same, upgraded with SIGHUP to tini-hot (as `kubectl exec POD -- kill -HUP 1`) instead of `tini-hot reload`", startTiniHotHUP("hot")},
 	{"stop-then-start", "the app binds the port itself; SIGTERM, wait, start the new one", startBind},
 	{"SO_REUSEPORT", "the new process binds next to the old one, then the old one stops", startReuseport},
 	{"tableflip", "cloudflare/tableflip v1.2.3: SIGHUP, the process hands the socket to its successor", startTableflip},
 	{"tini-hot, naive app", "tini-hot -l, an app that calls Shutdown with the listener open", startTiniHot("naive")},
 }
 
-// tiniHot is the demo (or the naive peer) behind tini-hot.
+// tiniHot is the demo (or a mode of the peer) behind tini-hot, upgraded
+// with `tini-hot reload`, or with SIGHUP when hup is set.
 type tiniHot struct {
 	p       *proc
 	control string
 	bin     string
+	url     string
+	hup     bool
 }
 
 func startTiniHot(app string, env ...string) func(b bins, addr, dir string) (server, error) {
@@ -54,17 +58,51 @@ func startTiniHot(app string, env ...string) func(b bins, addr, dir string) (ser
 		if err != nil {
 			return nil, err
 		}
-		s := &tiniHot{p: p, control: control, bin: b.tiniHot}
-		return s, until(10*time.Second, "tini-hot to serve", func() bool { _, err := answer("http://" + addr + "/"); return err == nil })
+		s := &tiniHot{p: p, control: control, bin: b.tiniHot, url: "http://" + addr + "/"}
+		return s, until(10*time.Second, "tini-hot to serve", func() bool { _, err := answer(s.url); return err == nil })
+	}
+}
+
+// startTiniHotHUP is startTiniHot, upgraded with SIGHUP.
+func startTiniHotHUP(app string) func(b bins, addr, dir string) (server, error) {
+	start := startTiniHot(app)
+	return func(b bins, addr, dir string) (server, error) {
+		s, err := start(b, addr, dir)
+		if t, ok := s.(*tiniHot); ok {
+			t.hup = true
+		}
+		return s, err
 	}
 }
 
 func (s *tiniHot) upgrade() error {
+	if s.hup {
+		return s.hangUp()
+	}
 	out, err := exec.Command(s.bin, "reload", "--control", s.control).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("tini-hot reload: %v: %s", err, out)
 	}
 	return nil
+}
+
+// hangUp sends tini-hot SIGHUP and returns once the process that
+// answered before has exited: the new generation was ready and the old
+// one drained. tableflip's upgrade waits the same way.
+func (s *tiniHot) hangUp() error {
+	body, err := answer(s.url)
+	if err != nil {
+		return err
+	}
+	pid, _, _ := strings.Cut(strings.TrimPrefix(body, "ospid:"), " ")
+	old, err := strconv.Atoi(pid)
+	if err != nil {
+		return fmt.Errorf("the app answered %q", body)
+	}
+	if err := syscall.Kill(s.p.pid(), syscall.SIGHUP); err != nil {
+		return err
+	}
+	return until(30*time.Second, "the new generation to take over", func() bool { return !alive(old) })
 }
 
 func (s *tiniHot) stop() { s.p.stop() }
