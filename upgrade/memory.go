@@ -84,11 +84,7 @@ func (s *Supervisor) oomKilled(g *generation, e reaper.Exit) {
 	}
 	s.oomSeen = m.OOMKills
 	g.oom = true
-	limit := "no limit"
-	if m.Limit != 0 {
-		limit = "limit " + usage.MiB(m.Limit)
-	}
-	g.reason = fmt.Sprintf("generation %d (pid %d) killed by the OOM killer (%s)", g.number, e.Pid, limit)
+	g.reason = fmt.Sprintf("generation %d (pid %d) killed by the OOM killer (%s)", g.number, e.Pid, usage.LimitMiB(m.Limit))
 	s.log.Error(g.reason)
 }
 

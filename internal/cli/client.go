@@ -241,11 +241,7 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 	case c.Error != "":
 		fmt.Fprintf(w, "container: cgroup %s, memory unknown: %s\n", c.Cgroup, c.Error)
 	case c.Cgroup != "none":
-		limit := "no limit"
-		if c.MemoryLimitBytes != 0 {
-			limit = "limit " + usage.MiB(c.MemoryLimitBytes)
-		}
-		fmt.Fprintf(w, "container: cgroup %s, memory %s, working set %s, %d OOM kills\n", c.Cgroup, limit, usage.MiB(c.MemoryUsageBytes), c.OOMKills)
+		fmt.Fprintf(w, "container: cgroup %s, memory %s, working set %s, %d OOM kills\n", c.Cgroup, usage.LimitMiB(c.MemoryLimitBytes), usage.MiB(c.MemoryUsageBytes), c.OOMKills)
 	}
 	if q := st.Queued; q != nil {
 		fmt.Fprintf(w, "queued upgrade (%d waiting): %s\n", q.Waiters, q.Reason)

@@ -49,6 +49,15 @@ func MiB(b uint64) string {
 	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
 }
 
+// LimitMiB words a memory limit for a message: "limit 128 MiB", or "no
+// limit" for 0.
+func LimitMiB(limit uint64) string {
+	if limit == 0 {
+		return "no limit"
+	}
+	return "limit " + MiB(limit)
+}
+
 // unlimited: a v1 limit this large is no limit (the kernel shows
 // PAGE_COUNTER_MAX pages, 9223372036854771712 with 4 KiB pages).
 const unlimited = 1 << 62

@@ -241,4 +241,9 @@ func TestMiB(t *testing.T) {
 			t.Errorf("MiB(%d) = %q, want %q", b, got, want)
 		}
 	}
+	for b, want := range map[uint64]string{0: "no limit", 96 << 20: "limit 96 MiB", 1 << 19: "limit 0.5 MiB"} {
+		if got := LimitMiB(b); got != want {
+			t.Errorf("LimitMiB(%d) = %q, want %q", b, got, want)
+		}
+	}
 }
