@@ -32,14 +32,17 @@ func memoryTable(b bins, reloads int) string {
 		r.idle, r.after, r.err = floorGrowth(f.path)
 		rows = append(rows, r)
 	}
-	for _, t := range []struct{ name, env string }{
-		{"tini-hot, the demo, no load", ""},
+	for _, t := range []struct {
+		name string
+		env  []string
+	}{
+		{"tini-hot, the demo, no load", nil},
 		// The Go runtime makes a processor per CPU: what a node of 32
 		// CPUs and a pod with no CPU limit would give it.
-		{"… with GOMAXPROCS=32 in its environment", "GOMAXPROCS=32"},
+		{"… with GOMAXPROCS=32 in its environment", []string{"GOMAXPROCS=32"}},
 	} {
 		r := row{name: t.name, work: fmt.Sprintf("%d reloads", reloads)}
-		r.idle, r.after, r.err = reloadGrowth(b, reloads, t.env)
+		r.idle, r.after, r.err = reloadGrowth(b, reloads, t.env...)
 		rows = append(rows, r)
 	}
 
@@ -79,18 +82,14 @@ func floorGrowth(path string) (idle, after int, err error) {
 }
 
 // reloadGrowth reads one tini-hot's RssAnon idle and after n reloads;
-// env, if not empty, is added to its environment (and its application's).
-func reloadGrowth(b bins, n int, env string) (idle, after int, err error) {
+// env is added to its environment (and its application's).
+func reloadGrowth(b bins, n int, env ...string) (idle, after int, err error) {
 	dir, err := os.MkdirTemp("", "tini-hot-bench-")
 	if err != nil {
 		return 0, 0, err
 	}
 	defer os.RemoveAll(dir)
-	var extra []string
-	if env != "" {
-		extra = []string{env}
-	}
-	srv, err := startTiniHot("demo", extra...)(b, freeAddr(), dir)
+	srv, err := startTiniHot("demo", env...)(b, freeAddr(), dir)
 	if srv != nil {
 		defer srv.stop()
 	}
