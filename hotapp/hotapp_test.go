@@ -16,9 +16,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The test binary is its own trampoline (LISTEN_PID) and, with
-	// HOTAPP_SERVE set, the application.
-	launch.Main()
+	// The test binary is its own trampoline (LISTEN_PID: launch's init)
+	// and, with HOTAPP_SERVE set, the application.
 	if os.Getenv("HOTAPP_SERVE") == "1" {
 		os.Exit(serveHelper())
 	}

@@ -36,7 +36,6 @@ import (
 var version = "dev"
 
 func main() {
-	launch.Main()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

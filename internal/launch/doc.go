@@ -22,5 +22,7 @@
 // shells and tini do, so the supervisor sees that status through its
 // reaper like any other exit.
 //
-// Programs that use this package must call [Main] first thing in main.
+// A program that imports this package is its own trampoline: the package's
+// init runs it when the program is started with the private argument, before
+// the libraries the program links are initialised, and exits.
 package launch

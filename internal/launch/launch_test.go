@@ -10,12 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-func TestMain(m *testing.M) {
-	// The test binary is its own trampoline, as tini-hot is.
-	Main()
-	os.Exit(m.Run())
-}
-
 // run starts spec with stdout on a pipe and returns what it printed and
 // its wait status.
 func run(t *testing.T, spec Spec) (string, unix.WaitStatus) {
