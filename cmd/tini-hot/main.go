@@ -25,6 +25,7 @@ import (
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/listen"
 	"github.com/tini-hot/tini-hot/internal/metrics"
+	_ "github.com/tini-hot/tini-hot/internal/procs" // at most two processors, from the start
 	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/internal/watch"
 	"github.com/tini-hot/tini-hot/reaper"
@@ -73,17 +74,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 // between reloads (status and metrics requests).
 const softMemoryLimit = 8 << 20
 
-// procs bounds the processors tini-hot runs its own Go code on. The Go
-// runtime makes one per CPU (of the node, or of the pod's CPU limit), and
-// each brings threads and caches of memory; a supervisor has no use for
-// more than two: one for its loop, one for a request or a collection
-// beside it. Two, not one: the signal subscriptions, each a round trip
-// between two threads, take 0.5 ms more at start on one, and going down
-// to one after them raised idle RssAnon by 350 KiB (the cached spans of
-// the processor dropped moved to the collector's lists at once). Set in
-// process, never through GOMAXPROCS, which is the application's.
-const procs = 2
-
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
@@ -120,10 +110,6 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		listeners = append(listeners, l)
 	}
 
-	// Set even when it is already at most procs: the runtime would
-	// otherwise keep following the CPU limit, up as well (a pod resized in
-	// place), and a set value stops that.
-	runtime.GOMAXPROCS(min(runtime.GOMAXPROCS(0), procs))
 	r, err := reaper.New()
 	if err != nil {
 		return fail(err)

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"testing"
+)
+
+// initTrace is a line of the Go runtime's package initialisation trace
+// (GODEBUG=inittrace=1).
+var initTrace = regexp.MustCompile(`(?m)^init (\S+) @`)
+
+// libraries are packages tini-hot links whose initialisers do work
+// (regexps compiled, descriptors registered, files read): each appears in
+// the trace.
+var libraries = []string{
+	"github.com/prometheus/procfs",
+	"github.com/VictoriaMetrics/metrics",
+	"github.com/containerd/cgroups/v3/cgroup1/stats",
+	"google.golang.org/protobuf/proto",
+	"github.com/cilium/ebpf",
+	"regexp",
+}
+
+// TestTrampolineSkipsLibraries: the trampoline that starts each
+// generation with its own pid in LISTEN_PID execs the application before
+// the libraries tini-hot links are initialised; only tini-hot itself pays
+// for them, once. GODEBUG reaches tini-hot, then the trampoline, which
+// inherits the application's environment, so both trace their
+// initialisation to the same stderr, one after the other.
+func TestTrampolineSkipsLibraries(t *testing.T) {
+	t.Parallel()
+	p := startInit(t, initBin{"tini-hot", tiniHot}, modes[0], []string{"GODEBUG=inittrace=1"},
+		"-l", "tcp://127.0.0.1:0", "--", "true")
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit status %d", code)
+	}
+	inits := map[string]int{}
+	for _, m := range initTrace.FindAllStringSubmatch(p.stderr.String(), -1) {
+		inits[m[1]]++
+	}
+	// In both: what the trampoline itself needs.
+	if n := inits["golang.org/x/sys/unix"]; n != 2 {
+		t.Fatalf("golang.org/x/sys/unix initialised %d times, want 2: once by tini-hot, once by the trampoline", n)
+	}
+	for _, pkg := range libraries {
+		if n := inits[pkg]; n != 1 {
+			t.Errorf("%s initialised %d times, want 1: by tini-hot only", pkg, n)
+		}
+	}
+}
+
+// TestProcessorsBoundFirst: tini-hot bounds its processors before the
+// libraries' initialisers run, so that they never run on one processor per
+// CPU.
+func TestProcessorsBoundFirst(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(tiniHot, "--version")
+	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("tini-hot --version: %v\n%s", err, out)
+	}
+	var order []string
+	for _, m := range initTrace.FindAllStringSubmatch(string(out), -1) {
+		order = append(order, m[1])
+	}
+	bound := slices.Index(order, "github.com/tini-hot/tini-hot/internal/procs")
+	if bound < 0 {
+		t.Fatalf("no initialisation of internal/procs traced:\n%s", out)
+	}
+	for _, pkg := range libraries {
+		switch i := slices.Index(order, pkg); {
+		case i < 0:
+			t.Errorf("no initialisation of %s traced", pkg)
+		case i < bound:
+			t.Errorf("%s initialised at step %d, before the processors were bounded (step %d)", pkg, i+1, bound+1)
+		}
+	}
+}
