@@ -81,7 +81,7 @@ func breakdownTable(b bins, n int) string {
 		ds          []time.Duration
 	}{
 		{"request → fork", "tini-hot", fork},
-		{"fork → READY", "the application", ready},
+		{"fork → READY", "tini-hot's re-exec (it sets LISTEN_PID), then the application", ready},
 		{"READY → drain signal", "tini-hot", handover},
 		{"drain signal → exit", "the old generation", drain},
 	} {
