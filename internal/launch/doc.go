@@ -24,5 +24,7 @@
 //
 // A program that imports this package is its own trampoline: the package's
 // init runs it when the program is started with the private argument, before
-// the libraries the program links are initialised, and exits.
+// the libraries the program links are initialised, and exits. For that the
+// package imports only standard packages initialised early: syscall, not
+// golang.org/x/sys/unix; neither fmt nor strings.
 package launch

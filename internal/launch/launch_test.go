@@ -194,3 +194,15 @@ func TestLookPath(t *testing.T) {
 		t.Fatal("a directory is not executable")
 	}
 }
+
+// The numbers this package writes itself, since package syscall lacks
+// them, are x/sys/unix's.
+func TestSyscallNumbers(t *testing.T) {
+	if sysCloseRange != unix.SYS_CLOSE_RANGE || closeRangeCloexec != unix.CLOSE_RANGE_CLOEXEC || xOK != unix.X_OK {
+		t.Fatalf("close_range %d, CLOSE_RANGE_CLOEXEC %d, X_OK %d; x/sys/unix: %d, %d, %d",
+			sysCloseRange, closeRangeCloexec, xOK, unix.SYS_CLOSE_RANGE, unix.CLOSE_RANGE_CLOEXEC, unix.X_OK)
+	}
+	if sigBlock != unix.SIG_BLOCK || sigSetmask != unix.SIG_SETMASK {
+		t.Fatalf("SIG_BLOCK %d, SIG_SETMASK %d; x/sys/unix: %d, %d", sigBlock, sigSetmask, unix.SIG_BLOCK, unix.SIG_SETMASK)
+	}
+}

@@ -1,12 +1,10 @@
 package launch
 
 import (
-	"fmt"
+	"errors"
 	"strconv"
-	"strings"
+	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
 
 // SignalState is a set of ignored and a set of blocked signals, bit N-1
@@ -21,11 +19,11 @@ func (s SignalState) String() string {
 }
 
 func parseSignalState(v string) (SignalState, error) {
-	ign, blk, ok := strings.Cut(v, ":")
+	ign, blk, ok := cut(v, ':')
 	i, err1 := strconv.ParseUint(ign, 16, 64)
 	b, err2 := strconv.ParseUint(blk, 16, 64)
 	if !ok || err1 != nil || err2 != nil {
-		return SignalState{}, fmt.Errorf("bad signal state %q", v)
+		return SignalState{}, errors.New("bad signal state " + strconv.Quote(v))
 	}
 	return SignalState{Ignored: i, Blocked: b}, nil
 }
@@ -65,7 +63,7 @@ func CaptureSignals() (SignalState, error) {
 	var s SignalState
 	for sig := 1; sig <= sigMax; sig++ {
 		var old sigaction
-		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), 0,
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig), 0,
 			uintptr(unsafe.Pointer(&old)), unsafe.Sizeof(old.mask), 0, 0)
 		if errno != 0 {
 			// EINVAL: a number the kernel does not take here (32, 33
@@ -76,11 +74,9 @@ func CaptureSignals() (SignalState, error) {
 			s.Ignored |= 1 << (sig - 1)
 		}
 	}
-	var blocked unix.Sigset_t
-	if err := unix.PthreadSigmask(unix.SIG_BLOCK, nil, &blocked); err != nil {
-		return s, fmt.Errorf("read the signal mask: %w", err)
+	if err := sigprocmask(sigBlock, nil, &s.Blocked); err != nil {
+		return s, wrap("read the signal mask", err)
 	}
-	s.Blocked = blocked.Val[0]
 	return s, nil
 }
 
@@ -92,22 +88,38 @@ func CaptureSignals() (SignalState, error) {
 // (runtime.LockOSThread), just before the exec.
 func (s SignalState) Apply() error {
 	for sig := 1; sig <= sigMax; sig++ {
-		if sig == int(unix.SIGKILL) || sig == int(unix.SIGSTOP) {
+		if sig == int(syscall.SIGKILL) || sig == int(syscall.SIGSTOP) {
 			continue
 		}
 		act := sigaction{handler: sigDfl}
 		if s.Ignored&(1<<(sig-1)) != 0 {
 			act.handler = sigIgn
 		}
-		_, _, errno := unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig),
+		_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGACTION, uintptr(sig),
 			uintptr(unsafe.Pointer(&act)), 0, unsafe.Sizeof(act.mask), 0, 0)
-		if errno != 0 && errno != unix.EINVAL {
+		if errno != 0 && errno != syscall.EINVAL {
 			// EINVAL: a signal number the kernel does not accept here
 			// (32 and 33 under some kernels); it cannot be ignored.
-			return fmt.Errorf("rt_sigaction %d: %w", sig, errno)
+			return wrap("rt_sigaction "+strconv.Itoa(sig), errno)
 		}
 	}
-	var mask unix.Sigset_t
-	mask.Val[0] = s.Blocked
-	return unix.PthreadSigmask(unix.SIG_SETMASK, &mask, nil)
+	return sigprocmask(sigSetmask, &s.Blocked, nil)
+}
+
+// rt_sigprocmask(2)'s how, for the calling thread's mask.
+const (
+	sigBlock   = 0
+	sigSetmask = 2
+)
+
+// sigprocmask is rt_sigprocmask(2) with the kernel's 64-bit signal set:
+// set (nil: no change) applied with how, the old mask written to old
+// (nil: not read).
+func sigprocmask(how int, set, old *uint64) error {
+	_, _, errno := syscall.RawSyscall6(syscall.SYS_RT_SIGPROCMASK, uintptr(how),
+		uintptr(unsafe.Pointer(set)), uintptr(unsafe.Pointer(old)), 8, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
 }
