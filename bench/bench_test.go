@@ -34,7 +34,7 @@ func TestShort(t *testing.T) {
 	}
 	doc := string(b)
 	for _, want := range []string{
-		"## Upgrade methods under the same load", "| p99 of each round |", "| tini-hot |", "| tini-hot, SIGHUP |", "| stop-then-start |", "| SO_REUSEPORT |", "| tableflip |", "| tini-hot, naive app |",
+		"## Upgrade methods under the same load", "| p99 of each round | p99 without upgrades |", "| tini-hot |", "| tini-hot, SIGHUP |", "| stop-then-start |", "| SO_REUSEPORT |", "| tableflip |", "| tini-hot, naive app |",
 		"## PID-1 duties", "| tini |", "| dumb-init |", "| catatonit |",
 		"| Go: fork, exec, wait |", "| … with tini-hot's libraries linked |", "| … and the signal subscriptions |",
 		"## Reload latency breakdown", "| READY → drain signal | tini-hot |",

@@ -89,6 +89,7 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 		kinds                map[string]int
 		during               []time.Duration
 		p99s                 []time.Duration // of each round
+		base                 []time.Duration // all requests of the runs without upgrades
 		err                  error
 	}
 	totals := make([]total, len(methods))
@@ -107,6 +108,9 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 			tt.requests += len(r.samples)
 			tt.ok += r.ok()
 			tt.baseOK += base.ok()
+			for _, s := range base.samples {
+				tt.base = append(tt.base, s.took)
+			}
 			for _, s := range r.samples {
 				if s.fail != "" {
 					tt.kinds[s.fail]++
@@ -120,10 +124,11 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 	}
 	var t strings.Builder
 	fmt.Fprintf(&t, "%d fresh-connection and %d keep-alive clients, %v per run, %d upgrades per run evenly spaced; %d rounds, in each of which every method runs once without upgrades and once with them, in turn: "+
-		"the figures are sums over the rounds. Latency is that of the requests that began during an upgrade or in the 250 ms after it, over all rounds, and the p99 of each round (lowest–highest); throughput is relative to the same method's runs without upgrades.\n\n",
+		"the figures are sums over the rounds. Latency is that of the requests that began during an upgrade or in the 250 ms after it, over all rounds, and the p99 of each round (lowest–highest); "+
+		"beside it, the p99 of every request of the same method's runs without upgrades, and the throughput relative to those runs.\n\n",
 		o.clients, o.clients, o.duration, o.reloads, o.rounds)
-	t.WriteString("| method | requests | failed | refused | reset | EOF | other | p50 during upgrades | p99 during upgrades | p99 of each round | throughput vs no upgrades |\n")
-	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	t.WriteString("| method | requests | failed | refused | reset | EOF | other | p50 during upgrades | p99 during upgrades | p99 of each round | p99 without upgrades | throughput vs no upgrades |\n")
+	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for i, m := range methods {
 		tt := totals[i]
 		ratio := "n/a"
@@ -134,10 +139,10 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 		if tt.err != nil {
 			name += " (error: " + strings.ReplaceAll(tt.err.Error(), "|", "/") + ")"
 		}
-		fmt.Fprintf(&t, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s–%s | %s |\n", name, tt.requests, tt.requests-tt.ok,
+		fmt.Fprintf(&t, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s–%s | %s | %s |\n", name, tt.requests, tt.requests-tt.ok,
 			tt.kinds["refused"], tt.kinds["reset"], tt.kinds["EOF"], tt.kinds["other"],
 			ms(percentile(tt.during, 50)), ms(percentile(tt.during, 99)),
-			strings.TrimSuffix(ms(slices.Min(tt.p99s)), " ms"), ms(slices.Max(tt.p99s)), ratio)
+			strings.TrimSuffix(ms(slices.Min(tt.p99s)), " ms"), ms(slices.Max(tt.p99s)), ms(percentile(tt.base, 99)), ratio)
 	}
 	t.WriteString("\nMethods:\n\n")
 	for _, m := range methods {
