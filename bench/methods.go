@@ -94,8 +94,7 @@ func (s *tiniHot) hangUp() error {
 	if err != nil {
 		return err
 	}
-	pid, _, _ := strings.Cut(strings.TrimPrefix(body, "ospid:"), " ")
-	old, err := strconv.Atoi(pid)
+	old, err := strconv.Atoi(strings.TrimPrefix(body, "ospid:"))
 	if err != nil {
 		return fmt.Errorf("the app answered %q", body)
 	}

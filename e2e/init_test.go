@@ -12,6 +12,15 @@ import (
 // (GODEBUG=inittrace=1).
 var initTrace = regexp.MustCompile(`(?m)^init (\S+) @`)
 
+// initialised is the packages a trace shows initialised, in order.
+func initialised(trace string) []string {
+	var pkgs []string
+	for _, m := range initTrace.FindAllStringSubmatch(trace, -1) {
+		pkgs = append(pkgs, m[1])
+	}
+	return pkgs
+}
+
 // libraries are packages tini-hot links whose initialisers do work
 // (regexps compiled, descriptors registered, files read): each appears in
 // the trace.
@@ -38,8 +47,8 @@ func TestTrampolineSkipsLibraries(t *testing.T) {
 		t.Fatalf("exit status %d", code)
 	}
 	inits := map[string]int{}
-	for _, m := range initTrace.FindAllStringSubmatch(p.stderr.String(), -1) {
-		inits[m[1]]++
+	for _, pkg := range initialised(p.stderr.String()) {
+		inits[pkg]++
 	}
 	// In both: what the trampoline itself needs.
 	if n := inits["os"]; n != 2 {
@@ -66,10 +75,7 @@ func TestProcessorsBoundFirst(t *testing.T) {
 	if err != nil {
 		t.Fatalf("tini-hot --version: %v\n%s", err, out)
 	}
-	var order []string
-	for _, m := range initTrace.FindAllStringSubmatch(string(out), -1) {
-		order = append(order, m[1])
-	}
+	order := initialised(string(out))
 	bound := slices.Index(order, "github.com/tini-hot/tini-hot/internal/procs")
 	if bound < 0 {
 		t.Fatalf("no initialisation of internal/procs traced:\n%s", out)

@@ -112,8 +112,8 @@ func lookPath(name string, env []string) (string, bool) {
 	path, ok := defaultPath, false
 	for _, kv := range env {
 		// The first PATH counts, as for the trampoline's own lookup.
-		if len(kv) >= len("PATH=") && kv[:len("PATH=")] == "PATH=" && !ok {
-			path, ok = kv[len("PATH="):], true
+		if k, v, found := cut(kv, '='); found && k == "PATH" && !ok {
+			path, ok = v, true
 		}
 	}
 	for _, p := range candidates(name, path) {
