@@ -4,8 +4,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestShort runs `go run ./bench -short` as a user would and checks that
@@ -34,7 +36,7 @@ func TestShort(t *testing.T) {
 	}
 	doc := string(b)
 	for _, want := range []string{
-		"## Upgrade methods under the same load", "| p99 of each round | p99 without upgrades |", "| tini-hot |", "| tini-hot, SIGHUP |", "| stop-then-start |", "| SO_REUSEPORT |", "| tableflip |", "| tini-hot, naive app |",
+		"## Upgrade methods under the same load", "| p99 of each round | p99 without upgrades |", "| keep-alive: p99 during upgrades | keep-alive: p99 without | over the p99 without upgrades, first 20ms of an upgrade |", "| tini-hot |", "| tini-hot, SIGHUP |", "| stop-then-start |", "| SO_REUSEPORT |", "| tableflip |", "| tini-hot, naive app |",
 		"## PID-1 duties", "| tini |", "| dumb-init |", "| catatonit |",
 		"| Go: fork, exec, wait |", "| … with tini-hot's libraries linked |", "| … and the signal subscriptions |",
 		"## Reload latency breakdown", "| READY → drain signal | tini-hot |",
@@ -63,4 +65,46 @@ func need(t *testing.T, format string, args ...any) {
 		t.Fatalf("missing prerequisite under CI: "+format, args...)
 	}
 	t.Skipf("missing prerequisite: "+format, args...)
+}
+
+// TestDuringUpgrades checks the window arithmetic of the kinds table:
+// samples are kept from an upgrade's start to 250 ms after its end, with
+// their start counted from the upgrade's, and shares count what is over
+// the limit.
+func TestDuringUpgrades(t *testing.T) {
+	ms := time.Millisecond
+	r := runResult{
+		upgrades: []window{{from: 1000 * ms, to: 1010 * ms}, {from: 3000 * ms, to: 3030 * ms}},
+		samples: []sample{
+			{at: 999 * ms, took: 9 * ms},                   // before the first
+			{at: 1000 * ms, took: 5 * ms, keepAlive: true}, // at its start
+			{at: 1019 * ms, took: 1 * ms},                  // in its first 20 ms
+			{at: 1260 * ms, took: 2 * ms},                  // its last instant
+			{at: 1261 * ms, took: 9 * ms},                  // after
+			{at: 3100 * ms, took: 3 * ms, keepAlive: true}, // in the second, 100 ms in
+		},
+	}
+	d := r.duringUpgrades()
+	var at []time.Duration
+	for _, s := range d {
+		at = append(at, s.at)
+	}
+	if want := []time.Duration{0, 19 * ms, 260 * ms, 100 * ms}; !slices.Equal(at, want) {
+		t.Fatalf("starts since the upgrade %v, want %v", at, want)
+	}
+	if got, want := latencies(d, keptKind, 0, forever), []time.Duration{5 * ms, 3 * ms}; !slices.Equal(got, want) {
+		t.Errorf("keep-alive %v, want %v", got, want)
+	}
+	if got, want := latencies(d, freshKind, 0, upgradeStart), []time.Duration{1 * ms}; !slices.Equal(got, want) {
+		t.Errorf("fresh in the first %v: %v, want %v", upgradeStart, got, want)
+	}
+	if got, want := latencies(d, anyKind, upgradeStart, forever), []time.Duration{2 * ms, 3 * ms}; !slices.Equal(got, want) {
+		t.Errorf("after the first %v: %v, want %v", upgradeStart, got, want)
+	}
+	if got, want := slower(latencies(d, anyKind, 0, forever), 2*ms), "50.00% (2 of 4)"; got != want {
+		t.Errorf("slower: %q, want %q", got, want)
+	}
+	if got := slower(nil, ms); got != "n/a" {
+		t.Errorf("slower of nothing: %q", got)
+	}
 }

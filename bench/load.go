@@ -13,10 +13,12 @@ import (
 )
 
 // sample is one request: when it started (since the load began), how long
-// it took, and how it failed ("" when it did not).
+// it took, how it failed ("" when it did not) and whether its client keeps
+// its connection alive.
 type sample struct {
-	at, took time.Duration
-	fail     string
+	at, took  time.Duration
+	fail      string
+	keepAlive bool
 }
 
 // load is HTTP clients hitting one URL until stopped: fresh ones open a
@@ -32,7 +34,7 @@ type load struct {
 
 func startLoad(url string, fresh, keepAlive int) *load {
 	l := &load{start: time.Now(), stop: make(chan struct{})}
-	run := func(c *http.Client) {
+	run := func(c *http.Client, keepAlive bool) {
 		defer l.wg.Done()
 		var mine []sample
 		defer func() {
@@ -47,7 +49,7 @@ func startLoad(url string, fresh, keepAlive int) *load {
 			default:
 			}
 			t0 := time.Now()
-			s := sample{at: t0.Sub(l.start)}
+			s := sample{at: t0.Sub(l.start), keepAlive: keepAlive}
 			resp, err := c.Get(url)
 			if err == nil {
 				_, err = io.Copy(io.Discard, resp.Body)
@@ -66,11 +68,11 @@ func startLoad(url string, fresh, keepAlive int) *load {
 	}
 	for range fresh {
 		l.wg.Add(1)
-		go run(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}})
+		go run(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}, false)
 	}
 	for range keepAlive {
 		l.wg.Add(1)
-		go run(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}})
+		go run(&http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}, true)
 	}
 	return l
 }
