@@ -54,7 +54,7 @@ func memoryTable(b bins, reloads int) string {
 	fmt.Fprintf(&t, "RssAnon before and after. `bench/floor -collect %d` does nothing but run %d garbage collections, each returning freed memory to the system as tini-hot does after a reload (median of 3 runs by growth); "+
 		"tini-hot is read 1 s after it serves, then after back-to-back `tini-hot reload`s, a tenth of them and all of them, each time 1 s after the last drain has ended. "+
 		"The floor shows the Go runtime's step at its first collections (the structures its collector keeps for each size class in use); what grows after the first tenth would go on growing with the work; "+
-		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on at most two; the application keeps the variable).\n\n", floorCollections, floorCollections)
+		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one, two while it subscribes to signals; the application keeps the variable).\n\n", floorCollections, floorCollections)
 	t.WriteString("| program | work | RssAnon before | after a tenth of the work | after all of it | growth | of which in the last nine tenths |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		name := r.name

@@ -25,7 +25,7 @@ import (
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/listen"
 	"github.com/tini-hot/tini-hot/internal/metrics"
-	_ "github.com/tini-hot/tini-hot/internal/procs" // at most two processors, from the start
+	"github.com/tini-hot/tini-hot/internal/procs" // bounds the processors from its initialiser
 	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/internal/watch"
 	"github.com/tini-hot/tini-hot/reaper"
@@ -110,7 +110,8 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		listeners = append(listeners, l)
 	}
 
-	r, err := reaper.New()
+	var r *reaper.Reaper
+	procs.Paired(func() { r, err = reaper.New() })
 	if err != nil {
 		return fail(err)
 	}

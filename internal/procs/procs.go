@@ -1,20 +1,23 @@
 // Package procs bounds the processors (GOMAXPROCS) tini-hot runs its own Go
-// code on, from its initialiser. A program imports it for that effect
-// alone.
+// code on, from its initialiser. A program imports it for that effect,
+// and calls [Paired] around work made of round trips between threads.
 //
 // The Go runtime makes one processor per CPU (of the node, or of the pod's
-// CPU limit), and each brings threads and caches of memory; a supervisor
-// has no use for more than two: one for its loop, one for a request or a
-// collection beside it. Two, not one: the signal subscriptions, each a
-// round trip between two threads, take 0.5 ms more at start on one, and
-// going down to one after them raised idle RssAnon by 350 KiB (the cached
-// spans of the processor dropped moved to the collector's lists at once).
+// CPU limit), and each brings threads, wake-ups and caches of memory. A
+// supervisor's work is a few short steps per event, so one processor
+// serves it: with two, each goroutine woken also wakes a second thread
+// to look for work, and the threads hand the work back and forth.
+// Measured as PID 1 over 1,000 back-to-back reloads of the bench's
+// application, three runs each, one processor against two: tini-hot's
+// CPU 512-551 µs per reload against 838-931; RssAnon after the reloads
+// 2,608-2,656 KiB against 2,820-2,968; READY=1 to the drain signal 5-6 µs
+// at the median and 56-75 µs at p99, against 8-10 and 55-210 µs.
 //
 // The bound is set in process, never through GOMAXPROCS, which is the
 // application's and reaches it unchanged. It is set even when the
-// runtime's default is already at most [Max]: the runtime would otherwise
-// keep following the CPUs it may use, up as well (a pod resized in
-// place), and a set value stops that.
+// runtime's default is already [Max]: the runtime would otherwise keep
+// following the CPUs it may use, up as well (a pod resized in place), and
+// a set value stops that.
 //
 // It is set from this package's initialiser because the package imports
 // nothing but the runtime: the Go specification initialises a package as
@@ -22,15 +25,39 @@
 // path sorts first, so this one comes before the libraries tini-hot links,
 // whose initialisers would otherwise run on one processor per CPU and
 // leave memory cached on several. Measured with GOMAXPROCS=32 (a node of 32
-// CPUs), idle as PID 1, 14 runs each: RssAnon 1,856-2,120 KiB, against
-// 1,888-3,048 KiB (4 runs over 2,400) when it was set in main.
+// CPUs), idle as PID 1, 14 runs each: RssAnon 1,856-2,120 KiB with a bound
+// of two set here, against 1,888-3,048 KiB (4 runs over 2,400) when it was
+// set in main.
 package procs
 
 import "runtime"
 
-// Max is the most processors tini-hot's own Go code runs on.
-const Max = 2
+// Max is the most processors tini-hot's own Go code runs on, but for
+// [Paired].
+const Max = 1
+
+// available is the runtime's processors before the bound: one per CPU it
+// may use, or GOMAXPROCS.
+var available = runtime.GOMAXPROCS(0)
 
 func init() {
-	runtime.GOMAXPROCS(min(runtime.GOMAXPROCS(0), Max))
+	runtime.GOMAXPROCS(min(available, Max))
+}
+
+// Paired runs f on two processors when the runtime had two or more, then
+// goes back to the bound. It is for work made of round trips between two
+// threads, such as the signal subscriptions at start (os/signal updates
+// the signal mask of one of the runtime's threads for each signal, and
+// waits for it): on one processor they took 0.25-0.3 ms more, about a
+// twentieth of `tini-hot -- /bin/true`. Changing the processors stops
+// the world twice, a few µs with no other goroutine running. Not
+// concurrently with itself.
+func Paired(f func()) {
+	if min(available, 2) <= Max {
+		f()
+		return
+	}
+	prev := runtime.GOMAXPROCS(2)
+	defer runtime.GOMAXPROCS(prev)
+	f()
 }

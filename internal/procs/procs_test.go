@@ -10,10 +10,14 @@ import (
 )
 
 // TestMain, with PROCS_PRINT set, prints the processors the initialiser
-// left and exits: the test binary as a program that imports the package.
+// left, those Paired runs its function on and those after it, and exits:
+// the test binary as a program that imports the package.
 func TestMain(m *testing.M) {
 	if os.Getenv("PROCS_PRINT") == "1" {
-		fmt.Println(runtime.GOMAXPROCS(0))
+		bound := runtime.GOMAXPROCS(0)
+		var paired int
+		Paired(func() { paired = runtime.GOMAXPROCS(0) })
+		fmt.Println(bound, paired, runtime.GOMAXPROCS(0))
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
@@ -21,8 +25,9 @@ func TestMain(m *testing.M) {
 
 func TestBound(t *testing.T) {
 	for _, c := range []struct{ env, want string }{
-		{"GOMAXPROCS=32", "2"}, // a node of 32 CPUs
-		{"GOMAXPROCS=1", "1"},  // never more than the runtime would use
+		{"GOMAXPROCS=32", "1 2 1"}, // a node of 32 CPUs
+		{"GOMAXPROCS=2", "1 2 1"},
+		{"GOMAXPROCS=1", "1 1 1"}, // never more than the runtime would use
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), "PROCS_PRINT=1", c.env)
@@ -31,7 +36,7 @@ func TestBound(t *testing.T) {
 			t.Fatalf("%s: %v", c.env, err)
 		}
 		if got := strings.TrimSpace(string(out)); got != c.want {
-			t.Errorf("%s: %s processors, want %s", c.env, got, c.want)
+			t.Errorf("%s: processors bound, in Paired and after %q, want %q", c.env, got, c.want)
 		}
 	}
 }
