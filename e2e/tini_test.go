@@ -196,7 +196,7 @@ func helperSignals() int {
 }
 
 // TestApplicationEnvironment: tini-hot tunes its own Go runtime (its soft
-// memory limit, at most two processors) in process: the application's
+// memory limit, one processor) in process: the application's
 // GOMAXPROCS reaches it unchanged, and no Go runtime setting is added, as
 // under tini.
 func TestApplicationEnvironment(t *testing.T) {
