@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tini-hot/tini-hot/internal/freeport"
 )
 
 // bins are the programs the benchmark runs, built into a temporary
@@ -43,14 +44,15 @@ func build(dir string) (bins, error) {
 	return b, nil
 }
 
-// freeAddr is a loopback address with a port free right now.
+// freeAddr is a loopback address with a port free right now (see
+// freeport: not from the ephemeral range, which the load clients take
+// from).
 func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := freeport.Addr()
 	if err != nil {
 		panic(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // proc is a started process whose output is discarded.

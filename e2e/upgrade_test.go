@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,58 +18,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/freeport"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
-// freePorts hands out loopback ports below the kernel's ephemeral range,
-// each at most once per test binary. A port of the ephemeral range (what
-// listening on port 0 gives) can be taken by the next client socket's
-// connect, between the check here and tini-hot's bind: the load of the
-// tests running in parallel opens thousands, and a test failed that way
-// under load ("bind: address already in use"). Ports below the range are
-// only ever taken by an explicit bind.
-var freePorts struct {
-	sync.Mutex
-	next, low int
-}
-
-// freeAddr is a loopback address with a port free right now, below the
-// ephemeral range.
+// freeAddr is a loopback address with a port free right now (see
+// freeport: not from the ephemeral range, which load clients take from).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	freePorts.Lock()
-	defer freePorts.Unlock()
-	if freePorts.low == 0 {
-		freePorts.low = 32768 // Linux's default start of the range
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-			if f := strings.Fields(string(b)); len(f) == 2 {
-				if n, err := strconv.Atoi(f[0]); err == nil {
-					freePorts.low = n
-				}
-			}
-		}
-		if freePorts.low < 12000 {
-			t.Fatalf("ephemeral ports start at %d: no room below them for the tests' servers", freePorts.low)
-		}
-		// Test binaries of other packages may run at the same time:
-		// start somewhere of this one's own.
-		freePorts.next = 10000 + os.Getpid()%(freePorts.low-10000)
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range freePorts.low - 10000 {
-		port := freePorts.next
-		if freePorts.next++; freePorts.next >= freePorts.low {
-			freePorts.next = 10000
-		}
-		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-		if err != nil {
-			continue // taken
-		}
-		addr := l.Addr().String()
-		l.Close()
-		return addr
-	}
-	t.Fatalf("no free loopback port from 10000 to %d", freePorts.low)
-	return ""
+	return addr
 }
 
 // get fetches url with c and returns the body.
