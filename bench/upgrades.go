@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -163,6 +164,13 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 		o.clients, o.clients, o.duration, o.reloads, o.rounds)
 	t.WriteString("| method | requests | failed | refused | reset | EOF | other | p50 during upgrades | p99 during upgrades | p99 of each round | p99 without upgrades | throughput vs no upgrades |\n")
 	t.WriteString("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	// Every request of a method during upgrades, and without them, and
+	// the p99 of those without: each table uses them.
+	during, base, baseP99 := make([][]time.Duration, len(methods)), make([][]time.Duration, len(methods)), make([]time.Duration, len(methods))
+	for i, tt := range totals {
+		during[i], base[i] = latencies(tt.during, anyKind, 0, forever), latencies(tt.base, anyKind, 0, forever)
+		baseP99[i] = percentile(base[i], 99)
+	}
 	for i, m := range methods {
 		tt := totals[i]
 		ratio := "n/a"
@@ -175,8 +183,8 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 		}
 		fmt.Fprintf(&t, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s–%s | %s | %s |\n", name, tt.requests, tt.requests-tt.ok,
 			tt.kinds["refused"], tt.kinds["reset"], tt.kinds["EOF"], tt.kinds["other"],
-			ms(percentile(latencies(tt.during, anyKind, 0, forever), 50)), ms(percentile(latencies(tt.during, anyKind, 0, forever), 99)),
-			strings.TrimSuffix(ms(slices.Min(tt.p99s)), " ms"), ms(slices.Max(tt.p99s)), ms(percentile(latencies(tt.base, anyKind, 0, forever), 99)), ratio)
+			ms(percentile(during[i], 50)), ms(percentile(during[i], 99)),
+			strings.TrimSuffix(ms(slices.Min(tt.p99s)), " ms"), ms(slices.Max(tt.p99s)), ms(baseP99[i]), ratio)
 	}
 	fmt.Fprintf(&t, "\nBy client kind, the same requests. A p99 over both kinds mixes two populations: the fresh-connection requests, about a third of all, are the slow ones, "+
 		"so that p99 falls where the fresh requests' latencies climb steeply, and moves with small changes in the mix. "+
@@ -187,11 +195,10 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 	t.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
 	for i, m := range methods {
 		tt := totals[i]
-		limit := percentile(latencies(tt.base, anyKind, 0, forever), 99)
 		fmt.Fprintf(&t, "| %s | %s | %s | %s | %s | %s | %s |\n", m.name,
 			ms(percentile(latencies(tt.during, freshKind, 0, forever), 99)), ms(percentile(latencies(tt.base, freshKind, 0, forever), 99)),
 			ms(percentile(latencies(tt.during, keptKind, 0, forever), 99)), ms(percentile(latencies(tt.base, keptKind, 0, forever), 99)),
-			slower(latencies(tt.during, anyKind, 0, upgradeStart), limit), slower(latencies(tt.during, anyKind, upgradeStart, forever), limit))
+			slower(latencies(tt.during, anyKind, 0, upgradeStart), baseP99[i]), slower(latencies(tt.during, anyKind, upgradeStart, forever), baseP99[i]))
 	}
 	t.WriteString("\nMethods:\n\n")
 	for _, m := range methods {
@@ -200,13 +207,15 @@ func upgradeTable(b bins, o options) (string, []runResult) {
 	return t.String(), first
 }
 
-// Client kinds for latencies, and its end of time.
+// Client kinds for latencies.
 var (
 	anyKind   = func(bool) bool { return true }
 	freshKind = func(keepAlive bool) bool { return !keepAlive }
 	keptKind  = func(keepAlive bool) bool { return keepAlive }
-	forever   = time.Duration(1<<63 - 1)
 )
+
+// forever is latencies' end of time.
+const forever = time.Duration(math.MaxInt64)
 
 func firstErr(errs ...error) error {
 	for _, e := range errs {
