@@ -270,7 +270,6 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 			w.answer(s.current.number, nil)
 		}
 		g.drainWaiters = nil
-		s.forget()
 		s.startPending() // it may have been waiting for this one
 	default:
 		// A failed generation, or any during the shutdown.
@@ -278,6 +277,7 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 			g.state = stateExited
 		}
 	}
+	s.forget()
 	if !s.ending() && !s.busy() && len(s.draining()) == 0 {
 		s.releaseMemory() // a reload is over, done or failed
 	}
@@ -333,12 +333,13 @@ func (s *Supervisor) handleNotice(ev notifyEvent) {
 	}
 }
 
-// forget drops ended generations beyond the few status keeps.
+// forget drops ended generations beyond the few status keeps, but the
+// serving one, whose exit may be the container's.
 func (s *Supervisor) forget() {
 	ended := 0
 	for i := len(s.gens) - 1; i >= 0; i-- {
 		g := s.gens[i]
-		if g.exited && (g.state == stateExited || g.state == stateFailed) {
+		if g.exited && (g.state == stateExited || g.state == stateFailed) && g != s.current {
 			ended++
 			if ended > keepEnded {
 				s.gens = append(s.gens[:i], s.gens[i+1:]...)

@@ -252,6 +252,30 @@ func TestCheckForkFails(t *testing.T) {
 	}
 }
 
+// TestServingExitsAsCheckPasses: the serving generation exits in the
+// same batch of exits as the upgrading generation's readiness check
+// passes. The exit is handled first, so the container ends as for the
+// exit alone: the upgrade is abandoned, never handed over from a
+// generation already gone (found by FuzzMachine: the ended generation
+// was left "draining" for good).
+func TestServingExitsAsCheckPasses(t *testing.T) {
+	opts := notifyOpts()
+	opts.Ready = Readiness{Mode: ReadyExec, Command: []string{"check"}}
+	h := newHarness(t, opts)
+	h.exits(true, exited(101, 0)) // generation 1's check passes
+	r := h.reload(context.Background())
+	h.wantState("serving", "starting") // generation 2 is pid 102, its check 103
+	h.exits(true, exited(100, 3), exited(103, 0))
+	if res := h.answer(r); res.err == nil {
+		t.Fatalf("reload answered %+v, want an error: the container ends", res)
+	}
+	h.wantState("exited", "failed")
+	h.exits(false, killed(102, unix.SIGTERM))
+	if e := h.ended(); e.Pid != 100 || e.Code() != 3 {
+		t.Errorf("Run's exit %+v, want generation 1's status 3", e)
+	}
+}
+
 // TestFirstNeverReady: a reload while generation 1 starts waits for it;
 // when generation 1 misses its ready timeout the reload goes ahead, and a
 // generation that becomes ready replaces it.

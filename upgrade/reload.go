@@ -173,9 +173,12 @@ func (s *Supervisor) draining() []*generation {
 func (s *Supervisor) ready(g *generation) { s.readyAt(g, s.sys.now()) }
 
 // readyAt is ready for a generation that said so at a known moment (the
-// READY=1 datagram's arrival), for the timings status reports.
+// READY=1 datagram's arrival), for the timings status reports. Nothing is
+// handed over from a serving generation that has exited: with no restart
+// to replace it, the container ends (see reap), even when the new
+// generation's readiness check passed in the same batch of exits.
 func (s *Supervisor) readyAt(g *generation, at time.Time) {
-	if g.state != stateStarting || g.exited || s.ending() || (g != s.current && g != s.upgrading) {
+	if g.state != stateStarting || g.exited || s.ending() || (g != s.current && (g != s.upgrading || s.current.exited)) {
 		return
 	}
 	g.stopTimers()

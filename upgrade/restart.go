@@ -61,6 +61,7 @@ func (s *Supervisor) replaceNow() {
 	}
 	g.waiters, g.reload, g.retry, g.replacing, g.requested = r.waiters, r.reload, r.retry, true, r.requested
 	s.current = g
+	s.forget() // the one it replaces may go now
 	s.watch(g)
 }
 

@@ -137,3 +137,22 @@ func TestCrashDuringUpgrade(t *testing.T) {
 		t.Fatalf("counters %+v", c)
 	}
 }
+
+// TestRestartsForgotten: a container that restarts its application for
+// good keeps only the last ended generations, as upgrades do (found by
+// FuzzMachine: every crashed generation was kept, one more per crash).
+func TestRestartsForgotten(t *testing.T) {
+	h := serving(t, restartOpts(RestartAlways))
+	for pid := 100; pid < 100+3*keepEnded; pid++ {
+		h.exits(true, exited(pid, 1))
+		h.ready(pid-99+1, pid+1)
+		h.advance(time.Minute) // out of the restart window: no back-off
+	}
+	st := h.status()
+	if n := len(st.Generations); n != keepEnded+1 {
+		t.Fatalf("%d generations kept after %d restarts, want the %d last ended and the serving one", n, 3*keepEnded, keepEnded)
+	}
+	if g := st.Generations[len(st.Generations)-1]; g.State != "serving" || g.Number != 3*keepEnded+1 {
+		t.Errorf("last generation %+v, want %d serving", g, 3*keepEnded+1)
+	}
+}
