@@ -88,6 +88,10 @@ func (s *notifySocket) Env() string { return s.addr }
 // Serve delivers every datagram to out until the socket is closed.
 func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct{}) {
 	buf := make([]byte, maxNotifySize)
+	// Room for the sender's credentials and nothing more: the kernel
+	// writes them first, then discards any fds the message carries
+	// (FDSTORE=1, or a hostile sender) instead of installing them in
+	// tini-hot (TestNotifyFdsDropped).
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {
 		n, oobn, _, _, err := s.conn.ReadMsgUnix(buf, oob)

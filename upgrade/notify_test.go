@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseNotice(t *testing.T) {
@@ -57,5 +59,58 @@ func TestNotifySocket(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("no notify event")
+	}
+}
+
+// TestNotifyFdsDropped: fds attached to a notify message (sd_notify's
+// FDSTORE=1, or any process of the generation) never land in tini-hot:
+// the control buffer holds the sender's credentials and nothing more, so
+// the kernel discards them.
+func TestNotifyFdsDropped(t *testing.T) {
+	s, err := newNotifySocket("tini-hot-test-fds-" + time.Now().Format("150405.000000000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	out := make(chan notifyEvent, 1)
+	done := make(chan struct{})
+	defer close(done)
+	go s.Serve(7, out, done)
+	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(c)
+	to := &unix.SockaddrUnix{Name: s.Env()}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	rights := unix.UnixRights(int(r.Fd()), int(w.Fd()), int(r.Fd()), int(w.Fd()))
+	for range 10 {
+		if err := unix.Sendmsg(c, []byte("FDSTORE=1\nREADY=1"), rights, to, 0); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case ev := <-out:
+			if !ev.notice.ready || ev.sender != os.Getpid() {
+				t.Fatalf("event %+v", ev)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notify event")
+		}
+	}
+	if after := fds(); after != before {
+		t.Errorf("%d fds after 10 messages carrying 4 fds each, %d before", after, before)
 	}
 }
