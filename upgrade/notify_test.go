@@ -32,18 +32,25 @@ func FuzzParseNotice(f *testing.F) {
 	})
 }
 
-// TestNotifySocket sends READY=1 the way sd_notify does and checks that
-// the sender's pid comes with it.
-func TestNotifySocket(t *testing.T) {
-	s, err := newNotifySocket("tini-hot-test-" + time.Now().Format("150405.000000000"))
+// serveNotify serves a new notify socket for generation gen until the
+// test ends.
+func serveNotify(t *testing.T, gen int) (*notifySocket, <-chan notifyEvent) {
+	t.Helper()
+	s, err := newNotifySocket("tini-hot-test-" + t.Name() + "-" + time.Now().Format("150405.000000000"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.Close()
 	out := make(chan notifyEvent, 1)
 	done := make(chan struct{})
-	defer close(done)
-	go s.Serve(7, out, done)
+	go s.Serve(gen, out, done)
+	t.Cleanup(func() { close(done); s.Close() })
+	return s, out
+}
+
+// TestNotifySocket sends READY=1 the way sd_notify does and checks that
+// the sender's pid comes with it.
+func TestNotifySocket(t *testing.T) {
+	s, out := serveNotify(t, 7)
 	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.Env(), Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
@@ -67,15 +74,7 @@ func TestNotifySocket(t *testing.T) {
 // the control buffer holds the sender's credentials and nothing more, so
 // the kernel discards them.
 func TestNotifyFdsDropped(t *testing.T) {
-	s, err := newNotifySocket("tini-hot-test-fds-" + time.Now().Format("150405.000000000"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	out := make(chan notifyEvent, 1)
-	done := make(chan struct{})
-	defer close(done)
-	go s.Serve(7, out, done)
+	s, out := serveNotify(t, 7)
 	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
