@@ -1,11 +1,14 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -552,4 +555,86 @@ func TestPdeathSignal(t *testing.T) {
 	waitFor(t, "tini-hot and its application to end after the parent's death", func() (bool, bool) {
 		return true, !alive(pid) && !alive(app)
 	})
+}
+
+func init() { registerHelper("shutlistener", helperShutListener) }
+
+// helperShutListener serves "gen:N" over HTTP on fd 3 after READY=1, and
+// on SIGTERM shuts its listener down with shutdown(2), as runtimes that
+// wake a thread blocked in accept(2) do, then exits. Its accept loop
+// takes an error as passing: the listener's shutdown by another
+// generation reaches it too.
+func helperShutListener() int {
+	ln, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	gen := os.Getenv("TINI_HOT_GENERATION")
+	addr := os.Getenv("NOTIFY_SOCKET")
+	if c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: "\x00" + addr[1:], Net: "unixgram"}); err == nil {
+		_, _ = c.Write([]byte("READY=1"))
+		c.Close()
+	}
+	go func() {
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGTERM)
+		<-sigs
+		if rc, err := ln.(*net.TCPListener).SyscallConn(); err == nil {
+			_ = rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) })
+		}
+		os.Exit(0)
+	}()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+				body := "gen:" + gen
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
+			}
+		}()
+	}
+}
+
+// TestListenerShutDown: a generation that shuts the shared socket down
+// as it drains stops it for the new generation too; tini-hot makes it
+// listen again at once, and every later generation serves.
+func TestListenerShutDown(t *testing.T) {
+	addr := freeAddr(t)
+	p := startInit(t, th(), mode{"pid1", true}, nil,
+		append([]string{"-l", "tcp://" + addr, "--ready", "notify", "--"}, helperCmd("shutlistener")...)...)
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	waitFor(t, "generation 1 serving", func() (string, bool) {
+		body, err := get(c, "http://"+addr+"/")
+		return body, err == nil && body == "gen:1"
+	})
+	for gen := 2; gen <= 3; gen++ {
+		if out, code := p.reloadWithin(30*time.Second, "--wait-drained"); code != 0 {
+			t.Fatalf("reload to generation %d: %d %s", gen, code, out)
+		}
+		// Generation gen-1 shut the socket down and has exited.
+		want := fmt.Sprintf("gen:%d", gen)
+		waitForWithin(t, 10*time.Second, "the socket to serve "+want, func() (string, bool) {
+			body, err := get(c, "http://"+addr+"/")
+			return body, err == nil && body == want
+		})
+		for i := range 20 {
+			if body, err := get(c, "http://"+addr+"/"); err != nil || body != want {
+				t.Fatalf("request %d after the reload to generation %d: %q, %v", i, gen, body, err)
+			}
+		}
+	}
+	if n := strings.Count(p.stderr.String(), "listening again"); n != 2 {
+		t.Errorf("%d warnings, want one per shutdown:\n%s", n, p.stderr)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
 }

@@ -109,6 +109,15 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		}
 		listeners = append(listeners, l)
 	}
+	if len(listeners) > 0 {
+		// A generation's shutdown(2) of a shared socket would stop it for
+		// every generation: listen again at once.
+		if g, err := listen.Guard(listeners, log); err != nil {
+			log.Warn("sockets not guarded against shutdown(2)", "err", err)
+		} else {
+			defer g.Close()
+		}
+	}
 
 	var r *reaper.Reaper
 	procs.Paired(func() { r, err = reaper.New() })

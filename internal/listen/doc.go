@@ -5,5 +5,6 @@
 // A [Spec] is [NAME=]URL: tcp://HOST:PORT, tcp4://, tcp6://[::]:PORT,
 // udp://, udp4://, udp6:// or unix:///absolute/path. NAME goes into
 // LISTEN_FDNAMES. [Bind] binds one and keeps a close-on-exec duplicate of
-// the socket in non-blocking mode (see [Listener] for why).
+// the socket in non-blocking mode (see [Listener] for why). [Guard] keeps
+// the stream sockets listening when a generation shuts one down.
 package listen

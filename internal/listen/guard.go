@@ -1,0 +1,171 @@
+package listen
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+)
+
+// relistenBacklog is the backlog a guarded socket listens again with: the
+// kernel caps it at net.core.somaxconn, which is what Go's net.Listen
+// asked for in the first place.
+const relistenBacklog = 65535
+
+// Guard keeps the stream sockets of ls listening for the container's life.
+//
+// Every generation shares each socket's file description, so a
+// shutdown(2) by any of them stops the socket for all: some runtimes shut
+// a listener down to wake a thread blocked in accept(2), an old
+// generation may do it as it drains, and from then on every connection is
+// refused, the new generation's and every later one's included. Guard
+// learns of it from the kernel at once (an epoll set that reports only
+// hang-ups, itself waited on by the Go runtime's poller: no thread and no
+// wake-up of its own, none per connection) and makes a TCP socket listen
+// again, on the same address, logging a warning. The connections waiting
+// in its queue at the shutdown are lost, and an application's accept(2)
+// may fail once meanwhile. A unix socket cannot listen again once shut
+// down; Guard logs an error naming it. UDP sockets are not guarded.
+//
+// Close stops the guard.
+func Guard(ls []*Listener, log *slog.Logger) (*Guarded, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("listener guard: %w", err)
+	}
+	g := &Guarded{ls: ls, log: log, done: make(chan struct{})}
+	for i, l := range ls {
+		switch l.Spec.Network {
+		case "udp", "udp4", "udp6":
+			continue
+		}
+		// No event asked for: epoll reports hang-ups (EPOLLHUP, a TCP
+		// socket no longer listening) and errors whatever the mask;
+		// EPOLLRDHUP is a unix socket shut down for reading. Never
+		// EPOLLIN: each connection would wake tini-hot.
+		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP, Fd: int32(i)}
+		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
+			unix.Close(ep)
+			return nil, fmt.Errorf("listener guard: %s: %w", l.Spec, err)
+		}
+	}
+	if err := unix.SetNonblock(ep, true); err != nil {
+		unix.Close(ep)
+		return nil, fmt.Errorf("listener guard: %w", err)
+	}
+	// A non-blocking fd given to os.NewFile is waited on by the runtime's
+	// poller.
+	g.f = os.NewFile(uintptr(ep), "listener-guard")
+	rc, err := g.f.SyscallConn()
+	if err != nil {
+		g.f.Close()
+		return nil, fmt.Errorf("listener guard: %w", err)
+	}
+	g.wg.Add(1)
+	go g.run(rc)
+	return g, nil
+}
+
+// Guarded is a running Guard.
+type Guarded struct {
+	ls   []*Listener
+	log  *slog.Logger
+	f    *os.File
+	done chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+	// wakes counts the waits that returned: hang-ups, never connections.
+	wakes atomic.Int64
+}
+
+// Close stops the guard and waits for it. Safe to call twice.
+func (g *Guarded) Close() {
+	g.once.Do(func() {
+		close(g.done)
+		g.f.Close() // wakes the wait in run
+	})
+	g.wg.Wait()
+}
+
+func (g *Guarded) run(rc interface {
+	Read(func(fd uintptr) bool) error
+}) {
+	defer g.wg.Done()
+	events := make([]unix.EpollEvent, len(g.ls))
+	for {
+		var n int
+		var werr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || (werr != nil && werr != unix.EINTR)
+		})
+		select {
+		case <-g.done:
+			return
+		default:
+		}
+		g.wakes.Add(1)
+		if err != nil || werr != nil {
+			g.log.Error("listener guard stopped", "err", errors.Join(err, werr))
+			return
+		}
+		for _, ev := range events[:n] {
+			g.restore(int(ev.Fd))
+		}
+	}
+}
+
+// restore makes listener i listen again, or reports that it cannot.
+func (g *Guarded) restore(i int) {
+	l := g.ls[i]
+	if on, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && on == 1 && l.Spec.Network != "unix" {
+		return // listening: the hang-up was cleared already
+	}
+	if l.Spec.Network == "unix" {
+		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket); a unix socket cannot listen again: connections are refused until the container restarts",
+			"listener", l.Spec.Name, "address", l.addr)
+		g.forget(l)
+		return
+	}
+	if err := unix.Listen(l.fd, relistenBacklog); err != nil {
+		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket), and it cannot listen again: connections are refused",
+			"listener", l.Spec.Name, "address", l.addr, "err", err)
+		g.forget(l)
+		return
+	}
+	if after, err := unix.Getsockname(l.fd); err != nil || !sameAddr(l.sa, after) {
+		// A port the kernel chose (port 0) is given up with the
+		// listening state, and listen(2) chose another.
+		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket); it listens again, on another port",
+			"listener", l.Spec.Name, "address", l.addr, "now", fmt.Sprint(after))
+		return
+	}
+	g.log.Warn("listener shut down by a process of the application (shutdown(2) on the shared socket); listening again",
+		"listener", l.Spec.Name, "address", l.addr)
+}
+
+// forget stops watching l: its hang-up stays, and would be reported at
+// every wait.
+func (g *Guarded) forget(l *Listener) {
+	if rc, err := g.f.SyscallConn(); err == nil {
+		_ = rc.Control(func(fd uintptr) { _ = unix.EpollCtl(int(fd), unix.EPOLL_CTL_DEL, l.fd, nil) })
+	}
+}
+
+// sameAddr reports whether two socket addresses of a TCP socket are the
+// same port and address.
+func sameAddr(a, b unix.Sockaddr) bool {
+	switch a := a.(type) {
+	case *unix.SockaddrInet4:
+		b, ok := b.(*unix.SockaddrInet4)
+		return ok && a.Port == b.Port && a.Addr == b.Addr
+	case *unix.SockaddrInet6:
+		b, ok := b.(*unix.SockaddrInet6)
+		return ok && a.Port == b.Port && a.Addr == b.Addr
+	}
+	return false
+}
