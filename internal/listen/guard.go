@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -137,7 +138,7 @@ func (g *Guarded) restore(i int) {
 		g.forget(l)
 		return
 	}
-	if after, err := unix.Getsockname(l.fd); err != nil || !sameAddr(l.sa, after) {
+	if after, err := syscall.Getsockname(l.fd); err != nil || !sameAddr(l.sa, after) {
 		// A port the kernel chose (port 0) is given up with the
 		// listening state, and listen(2) chose another.
 		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket); it listens again, on another port",
@@ -157,14 +158,16 @@ func (g *Guarded) forget(l *Listener) {
 }
 
 // sameAddr reports whether two socket addresses of a TCP socket are the
-// same port and address.
-func sameAddr(a, b unix.Sockaddr) bool {
+// same port and address. They come from syscall, not x/sys/unix, whose
+// Getsockname links a parser for every address family (20 KB more
+// binary); net links syscall's already.
+func sameAddr(a, b syscall.Sockaddr) bool {
 	switch a := a.(type) {
-	case *unix.SockaddrInet4:
-		b, ok := b.(*unix.SockaddrInet4)
+	case *syscall.SockaddrInet4:
+		b, ok := b.(*syscall.SockaddrInet4)
 		return ok && a.Port == b.Port && a.Addr == b.Addr
-	case *unix.SockaddrInet6:
-		b, ok := b.(*unix.SockaddrInet6)
+	case *syscall.SockaddrInet6:
+		b, ok := b.(*syscall.SockaddrInet6)
 		return ok && a.Port == b.Port && a.Addr == b.Addr
 	}
 	return false

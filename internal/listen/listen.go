@@ -126,7 +126,7 @@ type Listener struct {
 	Spec Spec
 	fd   int
 	addr string
-	sa   unix.Sockaddr // the address bound, as the kernel gave it
+	sa   syscall.Sockaddr // the address bound, as the kernel gave it (see sameAddr)
 }
 
 // Fd is the socket's descriptor, close-on-exec.
@@ -191,7 +191,7 @@ func Bind(spec Spec) (*Listener, error) {
 		return nil, fmt.Errorf("listen %s: duplicate: %w", spec, err)
 	}
 	addr := Spec{Network: spec.Network, Address: bound.String()}.String()
-	sa, _ := unix.Getsockname(fd) // nil only if the socket is gone: Guard then reports any address as changed
+	sa, _ := syscall.Getsockname(fd) // nil only if the socket is gone: Guard then reports any address as changed
 	return &Listener{Spec: spec, fd: fd, addr: addr, sa: sa}, nil
 }
 
