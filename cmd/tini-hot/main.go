@@ -109,20 +109,22 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		}
 		listeners = append(listeners, l)
 	}
+
+	var r *reaper.Reaper
+	procs.Paired(func() { r, err = reaper.New() })
+	if err != nil {
+		return fail(err)
+	}
 	if len(listeners) > 0 {
-		// A generation's shutdown(2) of a shared socket would stop it for
+		// After the signal subscriptions, which run on two processors:
+		// a goroutine started before them took a thread more. A
+		// generation's shutdown(2) of a shared socket would stop it for
 		// every generation: listen again at once.
 		if g, err := listen.Guard(listeners, log); err != nil {
 			log.Warn("sockets not guarded against shutdown(2)", "err", err)
 		} else {
 			defer g.Close()
 		}
-	}
-
-	var r *reaper.Reaper
-	procs.Paired(func() { r, err = reaper.New() })
-	if err != nil {
-		return fail(err)
 	}
 	if cfg.PdeathSignal != 0 {
 		// The parent-death signal belongs to the thread that sets it: keep
