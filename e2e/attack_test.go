@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/hotapp"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
@@ -571,11 +572,7 @@ func helperShutListener() int {
 		return 2
 	}
 	gen := os.Getenv("TINI_HOT_GENERATION")
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: "\x00" + addr[1:], Net: "unixgram"}); err == nil {
-		_, _ = c.Write([]byte("READY=1"))
-		c.Close()
-	}
+	_ = hotapp.Notify("READY=1")
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/hotapp"
 	"github.com/tini-hot/tini-hot/internal/freeport"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
@@ -473,11 +474,7 @@ func helperUDP() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: "\x00" + addr[1:], Net: "unixgram"}); err == nil {
-		_, _ = c.Write([]byte("READY=1"))
-		c.Close()
-	}
+	_ = hotapp.Notify("READY=1")
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM)
