@@ -630,6 +630,9 @@ func TestListenerShutDown(t *testing.T) {
 	if n := strings.Count(p.stderr.String(), "listening again"); n != 2 {
 		t.Errorf("%d warnings, want one per shutdown:\n%s", n, p.stderr)
 	}
+	if ls := p.status().Listeners; len(ls) != 1 || !ls[0].Listening || ls[0].Restored != 2 {
+		t.Errorf("status of the listener: %+v, want listening, restored twice", ls)
+	}
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Errorf("exit %d", code)

@@ -133,6 +133,11 @@ type GenerationStatus struct {
 type ListenerStatus struct {
 	Name    string `json:"name"`
 	Address string `json:"address"`
+	// Listening is false for a stream socket that a generation shut down
+	// and that could not listen again (a unix socket); Restored counts
+	// the times one listened again (see listen.Guard).
+	Listening bool  `json:"listening"`
+	Restored  int64 `json:"restored,omitempty"`
 }
 
 // ReloadCounters count upgrades since start.
@@ -198,7 +203,7 @@ func (s *Supervisor) status() Status {
 		st.Generations = append(st.Generations, gs)
 	}
 	for _, l := range s.opts.Listeners {
-		st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Spec.Name, Address: l.Addr()})
+		st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Spec.Name, Address: l.Addr(), Listening: l.Listening(), Restored: l.Restored()})
 	}
 	return st
 }

@@ -247,7 +247,14 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 		fmt.Fprintf(w, "queued upgrade (%d waiting): %s\n", q.Waiters, q.Reason)
 	}
 	for _, l := range st.Listeners {
-		fmt.Fprintf(w, "listener %s %s\n", l.Name, l.Address)
+		note := ""
+		switch {
+		case !l.Listening:
+			note = ": NOT LISTENING (shut down by the application)"
+		case l.Restored > 0:
+			note = fmt.Sprintf(" (shut down by the application, listening again, %d times)", l.Restored)
+		}
+		fmt.Fprintf(w, "listener %s %s%s\n", l.Name, l.Address, note)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GEN\tPID\tSTATE\tSTARTED\tREADY\tMEMORY\tPROCS\tTHREADS\tFDS\tCPU\tEND")

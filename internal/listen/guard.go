@@ -141,10 +141,12 @@ func (g *Guarded) restore(i int) {
 	if after, err := syscall.Getsockname(l.fd); err != nil || !sameAddr(l.sa, after) {
 		// A port the kernel chose (port 0) is given up with the
 		// listening state, and listen(2) chose another.
+		l.restored.Add(1)
 		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket); it listens again, on another port",
 			"listener", l.Spec.Name, "address", l.addr, "now", fmt.Sprint(after))
 		return
 	}
+	l.restored.Add(1)
 	g.log.Warn("listener shut down by a process of the application (shutdown(2) on the shared socket); listening again",
 		"listener", l.Spec.Name, "address", l.addr)
 }

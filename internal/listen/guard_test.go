@@ -125,6 +125,9 @@ func TestGuardRelistens(t *testing.T) {
 			t.Fatalf("round %d: %v", round, err)
 		}
 		c.Close()
+		if !l.Listening() || l.Restored() != int64(round) {
+			t.Fatalf("round %d: listening %v, restored %d times", round, l.Listening(), l.Restored())
+		}
 		if n := strings.Count(out.String(), "listening again"); n != round || g.wakes.Load() != int64(round) {
 			t.Fatalf("round %d: %d wake-ups, %d warnings in the log:\n%s", round, g.wakes.Load(), n, out)
 		}
@@ -150,9 +153,15 @@ func TestGuardPortZero(t *testing.T) {
 // once, as an error naming it.
 func TestGuardUnix(t *testing.T) {
 	l, g, out := guarded(t, "app=unix://"+filepath.Join(t.TempDir(), "app.sock"))
+	if !l.Listening() {
+		t.Fatal("a unix socket bound is not listening")
+	}
 	shutDown(t, l)
 	within(t, "the error", func() bool { return strings.Contains(out.String(), "cannot listen again") })
 	time.Sleep(50 * time.Millisecond) // a repeat would come at once
+	if l.Listening() || l.Restored() != 0 {
+		t.Errorf("a unix socket shut down: listening %v, restored %d times", l.Listening(), l.Restored())
+	}
 	if n := strings.Count(out.String(), "\n"); n != 1 || g.wakes.Load() != 1 || !strings.Contains(out.String(), "listener=app") {
 		t.Errorf("%d wake-ups; log:\n%s", g.wakes.Load(), out)
 	}

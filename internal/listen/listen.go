@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -127,6 +128,29 @@ type Listener struct {
 	fd   int
 	addr string
 	sa   syscall.Sockaddr // the address bound, as the kernel gave it (see sameAddr)
+	// restored counts the times Guard made the socket listen again.
+	restored atomic.Int64
+}
+
+// Restored is how many times [Guard] made the socket listen again after
+// a generation shut it down.
+func (l *Listener) Restored() int64 { return l.restored.Load() }
+
+// Listening reports whether a stream socket is listening and not shut
+// down; a UDP socket is not checked and reports true.
+func (l *Listener) Listening() bool {
+	switch l.Spec.Network {
+	case "udp", "udp4", "udp6":
+		return true
+	}
+	if on, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || on != 1 {
+		return false
+	}
+	// A unix socket shut down keeps its listening state, and says
+	// hang-up.
+	fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && (n == 0 || fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP|unix.POLLERR) == 0)
 }
 
 // Fd is the socket's descriptor, close-on-exec.

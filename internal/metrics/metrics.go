@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	vm "github.com/VictoriaMetrics/metrics"
+	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
@@ -47,6 +48,17 @@ func Write(w io.Writer, st *upgrade.Status) {
 	for state, n := range count {
 		gauge(set, `tini_hot_generations{state="`+state+`"}`, n)
 		gauge(set, `tini_hot_generation_memory_bytes{state="`+state+`"}`, memory[state])
+	}
+	for i, l := range st.Listeners {
+		// Names repeat (unnamed ones are all "unknown"), fds do not; a
+		// name is letters, digits, '_', '.' and '-' (listen.Parse).
+		labels := `{listener="` + l.Name + `",fd="` + strconv.Itoa(launch.ListenFdsStart+i) + `"}`
+		up := 0.0
+		if l.Listening {
+			up = 1
+		}
+		gauge(set, "tini_hot_listener_up"+labels, up)
+		set.NewCounter("tini_hot_listener_restored_total" + labels).Set(uint64(l.Restored))
 	}
 	c := st.Container
 	gauge(set, "tini_hot_container_memory_limit_bytes", float64(c.MemoryLimitBytes))

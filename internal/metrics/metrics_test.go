@@ -78,7 +78,12 @@ func status() upgrade.Status {
 			{Number: 5, State: "failed"},
 			{Number: 6, State: "serving", GenerationUsage: use(200)},
 		},
-		Container:    upgrade.ContainerStatus{Cgroup: "v1", MemoryLimitBytes: 128 << 20, MemoryUsageBytes: 64 << 20, OOMKills: 2},
+		Container: upgrade.ContainerStatus{Cgroup: "v1", MemoryLimitBytes: 128 << 20, MemoryUsageBytes: 64 << 20, OOMKills: 2},
+		// Two unnamed listeners share the name "unknown".
+		Listeners: []upgrade.ListenerStatus{
+			{Name: "unknown", Address: "tcp://0.0.0.0:80", Listening: true, Restored: 2},
+			{Name: "unknown", Address: "unix:///run/a.sock", Listening: false},
+		},
 		Reaped:       9,
 		ReadySeconds: h(0.05, 0.5, 0.7, 20),
 		DrainSeconds: h(3),
@@ -109,6 +114,10 @@ func TestWrite(t *testing.T) {
 		{"tini_hot_container_memory_limit_bytes", nil, 128 << 20},
 		{"tini_hot_container_memory_usage_bytes", nil, 64 << 20},
 		{"tini_hot_oom_kills_total", nil, 2},
+		{"tini_hot_listener_up", []string{"listener", "unknown", "fd", "3"}, 1},
+		{"tini_hot_listener_up", []string{"listener", "unknown", "fd", "4"}, 0},
+		{"tini_hot_listener_restored_total", []string{"fd", "3"}, 2},
+		{"tini_hot_listener_restored_total", []string{"fd", "4"}, 0},
 	} {
 		if got := value(t, fams, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
