@@ -32,7 +32,7 @@ const relistenBacklog = 65535
 // may fail once meanwhile. A unix socket cannot listen again once shut
 // down; Guard logs an error naming it. UDP sockets are not guarded.
 //
-// Close stops the guard.
+// [Guarded.Close] stops it.
 func Guard(ls []*Listener, log *slog.Logger) (*Guarded, error) {
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -44,10 +44,10 @@ func Guard(ls []*Listener, log *slog.Logger) (*Guarded, error) {
 		case "udp", "udp4", "udp6":
 			continue
 		}
-		// No event asked for: epoll reports hang-ups (EPOLLHUP, a TCP
-		// socket no longer listening) and errors whatever the mask;
-		// EPOLLRDHUP is a unix socket shut down for reading. Never
-		// EPOLLIN: each connection would wake tini-hot.
+		// Hang-ups only: epoll reports EPOLLHUP (a TCP socket no longer
+		// listening, a unix one shut down both ways) and errors whatever
+		// the mask, and EPOLLRDHUP is a unix socket shut down for
+		// reading. Never EPOLLIN: each connection would wake tini-hot.
 		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP, Fd: int32(i)}
 		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
 			unix.Close(ep)
