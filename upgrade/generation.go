@@ -70,8 +70,12 @@ type generation struct {
 	drainWaiters []*waiter
 }
 
-// arm keeps t with g's timers.
-func (g *generation) arm(t *timer) { g.timers = append(g.timers, t) }
+// arm keeps t with g's timers, and forgets those that have fired or were
+// stopped: a check that keeps failing arms one every execRetry for as
+// long as its generation starts.
+func (g *generation) arm(t *timer) {
+	g.timers = append(slices.DeleteFunc(g.timers, func(t *timer) bool { return t.dead }), t)
+}
 
 // stopTimers stops every timer of g: its ready timeout, readiness delay,
 // check retry or drain deadline can never fire for a state it left.

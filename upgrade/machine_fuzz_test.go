@@ -21,7 +21,7 @@ import (
 // probes, callers that give up, SIGTERM at any point, the container's
 // memory changing. Whatever the script, after every event the supervisor
 // answers, at most one generation serves, no signal goes to a pid already
-// reaped, and what it keeps stays bounded; at the end, SIGTERM and the
+// reaped, and what it keeps (generations, timers) stays bounded; at the end, SIGTERM and the
 // exit of every process end Run within the grace period, and every reload
 // asked for has been answered.
 func FuzzMachine(f *testing.F) {
@@ -460,6 +460,9 @@ func (s *script) check(when string) {
 			}
 			if g.exited && g.state != stateExited && g.state != stateFailed {
 				t.Errorf("%s: generation %d exited in state %s", when, g.number, g.state)
+			}
+			if len(g.timers) > 4 {
+				t.Errorf("%s: generation %d keeps %d timers", when, g.number, len(g.timers))
 			}
 		}
 		if h.s.current == nil {

@@ -455,3 +455,25 @@ func TestReleaseAfterReload(t *testing.T) {
 	h.ended()
 	releases(3)
 }
+
+// TestFailingCheckTimers: a first generation whose readiness check never
+// passes keeps running its check, every execRetry for good; the timers
+// that have fired are not kept (they piled up, 4 a second, for the
+// generation's life; FuzzMachine now bounds each generation's timers).
+func TestFailingCheckTimers(t *testing.T) {
+	opts := notifyOpts()
+	opts.Ready = Readiness{Mode: ReadyExec, Command: []string{"check"}}
+	h := newHarness(t, opts)
+	pid := 101 // generation 1 is pid 100, its first check 101
+	for range 1000 {
+		h.exits(true, exited(pid, 1))
+		h.advance(execRetry)
+		pid++
+	}
+	var n int
+	h.do(func() { n = len(h.s.current.timers) })
+	if n > 2 {
+		t.Errorf("%d timers kept for generation 1 after 1000 failed checks", n)
+	}
+	h.wantState("starting")
+}
