@@ -40,8 +40,7 @@ func Guard(ls []*Listener, log *slog.Logger) (*Guarded, error) {
 	}
 	g := &Guarded{ls: ls, log: log, done: make(chan struct{})}
 	for i, l := range ls {
-		switch l.Spec.Network {
-		case "udp", "udp4", "udp6":
+		if l.Spec.datagram() {
 			continue
 		}
 		// Hang-ups only: epoll reports EPOLLHUP (a TCP socket no longer
@@ -123,8 +122,8 @@ func (g *Guarded) run(rc interface {
 // restore makes listener i listen again, or reports that it cannot.
 func (g *Guarded) restore(i int) {
 	l := g.ls[i]
-	if on, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err == nil && on == 1 && l.Spec.Network != "unix" {
-		return // listening: the hang-up was cleared already
+	if l.Listening() {
+		return // the hang-up was cleared already
 	}
 	if l.Spec.Network == "unix" {
 		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket); a unix socket cannot listen again: connections are refused until the container restarts",

@@ -93,11 +93,6 @@ func freeAddr(t *testing.T) string {
 	return a
 }
 
-func listening(l *Listener) bool {
-	on, err := unix.GetsockoptInt(l.Fd(), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
-	return err == nil && on == 1
-}
-
 // TestGuardRelistens: a generation's shutdown(2) of the shared TCP socket
 // stops it for everyone; the guard makes it listen again on the same
 // address, and says so.
@@ -119,7 +114,7 @@ func TestGuardRelistens(t *testing.T) {
 	l, g, out := guarded(t, "web=tcp://"+addr)
 	for round := 1; round <= 3; round++ {
 		shutDown(t, l)
-		within(t, "the socket to listen again", func() bool { return listening(l) })
+		within(t, "the socket to listen again", func() bool { return l.Listening() })
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
@@ -144,8 +139,8 @@ func TestGuardPortZero(t *testing.T) {
 	l, _, out := guarded(t, "tcp://127.0.0.1:0")
 	shutDown(t, l)
 	within(t, "the error", func() bool { return strings.Contains(out.String(), "on another port") })
-	if !listening(l) || !strings.Contains(out.String(), "level=ERROR") {
-		t.Errorf("listening %v; log:\n%s", listening(l), out)
+	if !l.Listening() || !strings.Contains(out.String(), "level=ERROR") {
+		t.Errorf("listening %v; log:\n%s", l.Listening(), out)
 	}
 }
 
@@ -193,7 +188,7 @@ func TestGuardQuiet(t *testing.T) {
 		c.Close()
 	}
 	g.Close()
-	if !listening(l) || out.String() != "" || g.wakes.Load() != 0 {
-		t.Errorf("listening %v, %d wake-ups; log:\n%s", listening(l), g.wakes.Load(), out)
+	if !l.Listening() || out.String() != "" || g.wakes.Load() != 0 {
+		t.Errorf("listening %v, %d wake-ups; log:\n%s", l.Listening(), g.wakes.Load(), out)
 	}
 }

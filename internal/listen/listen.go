@@ -29,6 +29,16 @@ type Spec struct {
 // as systemd writes it.
 const DefaultName = "unknown"
 
+// datagram reports whether the spec is a UDP socket: no connections, no
+// listening state.
+func (s Spec) datagram() bool {
+	switch s.Network {
+	case "udp", "udp4", "udp6":
+		return true
+	}
+	return false
+}
+
 // String is the URL form of the spec, as given.
 func (s Spec) String() string {
 	if s.Network == "unix" {
@@ -139,8 +149,7 @@ func (l *Listener) Restored() int64 { return l.restored.Load() }
 // Listening reports whether a stream socket is listening and not shut
 // down; a UDP socket is not checked and reports true.
 func (l *Listener) Listening() bool {
-	switch l.Spec.Network {
-	case "udp", "udp4", "udp6":
+	if l.Spec.datagram() {
 		return true
 	}
 	if on, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || on != 1 {
@@ -172,13 +181,13 @@ func Bind(spec Spec) (*Listener, error) {
 		err   error
 	)
 	lc := net.ListenConfig{}
-	switch spec.Network {
-	case "udp", "udp4", "udp6":
+	switch {
+	case spec.datagram():
 		var pc net.PacketConn
 		if pc, err = lc.ListenPacket(context.Background(), spec.Network, spec.Address); err == nil {
 			conn, bound = pc.(*net.UDPConn), pc.LocalAddr()
 		}
-	case "unix":
+	case spec.Network == "unix":
 		if err = removeStaleSocket(spec.Address); err != nil {
 			break
 		}
