@@ -104,15 +104,14 @@ var advanceBy = []time.Duration{time.Millisecond, 50 * time.Millisecond, 250 * t
 type script struct {
 	h       *harness
 	t       *testing.T
-	live    []int       // processes started and not reaped
-	reaped  map[int]int // pid -> how many times reaped
-	gone    []int       // pids reaped, in order, for reuse
-	waiting []*call     // reloads not answered yet
-	calls   []*call     // every reload asked for
-	kills   int         // fakeOS.kills checked so far
-	forks   bool        // forks fail
-	ended   bool        // Run has returned, or is returning
-	workers []int       // pids of the workers started (not in fakeOS.pids)
+	live    []int   // processes started and not reaped
+	gone    []int   // pids reaped, in order (one a reused pid had each time)
+	waiting []*call // reloads not answered yet
+	calls   []*call // every reload asked for
+	kills   int     // fakeOS.kills checked so far
+	forks   bool    // forks fail
+	ended   bool    // Run has returned, or is returning
+	workers []int   // pids of the workers started (not in fakeOS.pids)
 	// batch is the exits gathered while batching, reaped together.
 	batch    []reaper.Exit
 	batching bool
@@ -164,7 +163,7 @@ type scriptFigures struct {
 
 // runScript runs script b, checking after every event, and ends it.
 func runScript(t *testing.T, b []byte) scriptFigures {
-	s := &script{t: t, reaped: map[int]int{}}
+	s := &script{t: t}
 	s.h = newHarness(t, scriptOptions(b), func(o *fakeOS) {
 		o.failWhen = func(launch.Spec) error {
 			if s.forks {
@@ -175,11 +174,11 @@ func runScript(t *testing.T, b []byte) scriptFigures {
 	})
 	s.syncLive()
 	var fig scriptFigures
-	for i := 3; i+1 < len(b) && !s.over(); i += 2 {
+	for i := 3; i+1 < len(b) && !s.ended; i += 2 {
 		s.step(opOf[int(b[i])%len(opOf)], b[i+1])
 		fig.events++
 		s.do(func() { fig.generations, fig.restarts, fig.reloads = s.h.s.next-1, s.h.s.restarts, s.h.s.counters })
-		if s.over() {
+		if s.ended {
 			break
 		}
 		s.check(fmt.Sprintf("after event %d (op %d, arg %d)", (i-3)/2, opOf[int(b[i])%len(opOf)], b[i+1]))
@@ -187,9 +186,6 @@ func runScript(t *testing.T, b []byte) scriptFigures {
 	s.finale()
 	return fig
 }
-
-// over reports whether Run has returned or is returning.
-func (s *script) over() bool { return s.ended }
 
 // do runs f on the supervisor's goroutine, unless Run has returned, and
 // reports whether it ran.
@@ -226,10 +222,7 @@ func (s *script) advance(d time.Duration) {
 func (s *script) syncLive() {
 	s.h.os.mu.Lock()
 	defer s.h.os.mu.Unlock()
-	known := len(s.live) - len(s.workers)
-	for _, n := range s.reaped {
-		known += n
-	}
+	known := len(s.live) - len(s.workers) + len(s.gone)
 	s.live = append(s.live, s.h.os.pids[known:]...)
 }
 
@@ -258,7 +251,6 @@ func (s *script) exit(a byte) {
 		}
 		s.h.os.mu.Unlock()
 	} else {
-		s.reaped[pid]++
 		s.gone = append(s.gone, pid)
 	}
 	e := []reaper.Exit{exited(pid, 0), exited(pid, 3), killed(pid, unix.SIGKILL), killed(pid, unix.SIGSEGV)}[a&3]
@@ -547,10 +539,10 @@ func (s *script) finale() {
 	s.flush()
 	s.signal(unix.SIGTERM)
 	s.syncLive()
-	for i := 0; i < 40 && !s.over(); i++ {
+	for i := 0; i < 40 && !s.ended; i++ {
 		s.check(fmt.Sprintf("finale step %d", i))
 		s.advance(time.Second)
-		if s.over() {
+		if s.ended {
 			break
 		}
 		s.syncLive()
@@ -568,11 +560,11 @@ func (s *script) finale() {
 			}
 		}
 	}
-	if !s.over() {
+	if !s.ended {
 		t.Fatalf("Run did not return within 40 s of SIGTERM; live %v", s.live)
 	}
 	e := h.ended()
-	if s.reaped[e.Pid] == 0 {
+	if !slices.Contains(s.gone, e.Pid) {
 		t.Errorf("Run's exit %+v is no reaped process's", e)
 	}
 	for _, c := range s.calls {
