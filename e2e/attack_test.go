@@ -627,6 +627,11 @@ func TestListenerShutDown(t *testing.T) {
 			}
 		}
 	}
+	// The socket serves as soon as it listens; the warning follows.
+	waitFor(t, "a warning per shutdown", func() (string, bool) {
+		n := strings.Count(p.stderr.String(), "listening again")
+		return fmt.Sprint(n, " warnings"), n >= 2
+	})
 	if n := strings.Count(p.stderr.String(), "listening again"); n != 2 {
 		t.Errorf("%d warnings, want one per shutdown:\n%s", n, p.stderr)
 	}
