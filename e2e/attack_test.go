@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -560,43 +559,34 @@ func TestPdeathSignal(t *testing.T) {
 
 func init() { registerHelper("shutlistener", helperShutListener) }
 
-// helperShutListener serves "gen:N" over HTTP on fd 3 after READY=1, and
-// on SIGTERM shuts its listener down with shutdown(2), as runtimes that
-// wake a thread blocked in accept(2) do, then exits. Its accept loop
-// takes an error as passing: the listener's shutdown by another
-// generation reaches it too.
+// helperShutListener is a hotapp server that answers "gen:N", and on
+// SIGTERM shuts its listener down with shutdown(2), as runtimes that wake
+// a thread blocked in accept(2) do, then exits. The shutdown reaches the
+// next generation's accept too (EINVAL), which hotapp.Serve retries.
 func helperShutListener() int {
-	ln, err := net.FileListener(os.NewFile(3, "listener"))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	ls, err := hotapp.Listeners()
+	if err != nil || len(ls) != 1 {
+		fmt.Fprintln(os.Stderr, "listeners:", ls, err)
 		return 2
 	}
-	gen := os.Getenv("TINI_HOT_GENERATION")
-	_ = hotapp.Notify("READY=1")
+	body := "gen:" + os.Getenv("TINI_HOT_GENERATION")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })}
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM)
 		<-sigs
-		if rc, err := ln.(*net.TCPListener).SyscallConn(); err == nil {
+		if rc, err := ls[0].Listener.(*net.TCPListener).SyscallConn(); err == nil {
 			_ = rc.Control(func(fd uintptr) { _ = unix.Shutdown(int(fd), unix.SHUT_RDWR) })
 		}
 		os.Exit(0)
 	}()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		go func() {
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-			if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-				body := "gen:" + gen
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body)
-			}
-		}()
+	// SIGTERM is the goroutine's above: hotapp's drain would close the
+	// listener first.
+	if err := hotapp.Serve(context.Background(), srv, ls, hotapp.Options{DrainSignals: []os.Signal{syscall.SIGUSR2}}); err != nil {
+		fmt.Fprintln(os.Stderr, "serve:", err)
+		return 1
 	}
+	return 0
 }
 
 // TestListenerShutDown: a generation that shuts the shared socket down

@@ -16,6 +16,11 @@
 // does it in the right order: close listeners, stop keep-alives, send
 // STOPPING=1, then Shutdown with a deadline.
 //
+// A generation that shuts its copy of the socket down with shutdown(2),
+// rather than closing it, stops the socket for every generation until
+// tini-hot makes it listen again; meanwhile accept fails with EINVAL.
+// [Serve] retries that error instead of ending the server.
+//
 //	ls, err := hotapp.Listeners()      // or net.Listen when run alone
 //	srv := &http.Server{Handler: mux}
 //	err = hotapp.Serve(ctx, srv, ls, hotapp.Options{})

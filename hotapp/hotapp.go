@@ -153,7 +153,7 @@ func Serve(ctx context.Context, srv *http.Server, ls []Listener, opts Options) e
 		wg.Add(1)
 		go func(l net.Listener) {
 			defer wg.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			if err := srv.Serve(shutTolerant{l}); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				errs <- err
 			}
 		}(l.Listener)
@@ -209,3 +209,27 @@ wait:
 	}
 	return err
 }
+
+// shutTolerant makes the accept error of a socket shut down by another
+// process temporary, so that http.Server retries it (after 5 ms, backing
+// off to 1 s) instead of returning it. Every generation shares the
+// socket's file description, and a shutdown(2) by any of them makes
+// accept(2) fail with EINVAL for all; tini-hot makes a TCP socket listen
+// again at once (see tini-hot's README, "A generation that shuts the
+// shared socket down"). Our own Close gives net.ErrClosed, never EINVAL.
+type shutTolerant struct{ net.Listener }
+
+func (l shutTolerant) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil && errors.Is(err, syscall.EINVAL) {
+		return nil, notListening{err}
+	}
+	return c, err
+}
+
+// notListening is an accept error that http.Server retries.
+type notListening struct{ error }
+
+func (notListening) Timeout() bool   { return false }
+func (notListening) Temporary() bool { return true }
+func (e notListening) Unwrap() error { return e.error }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/freeport"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"golang.org/x/sys/unix"
 )
@@ -189,6 +191,95 @@ func TestServeCleanWhenServeIsLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve after a drain: %v, want nil", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Serve did not return")
+	}
+}
+
+// acceptErrors signals each accept error that http.Server logs.
+type acceptErrors chan string
+
+func (a acceptErrors) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), "Accept error") {
+		select {
+		case a <- string(p):
+		default:
+		}
+	}
+	return len(p), nil
+}
+
+// TestServeSurvivesShutdown: another generation's shutdown(2) of the
+// shared socket makes accept fail with EINVAL until tini-hot makes the
+// socket listen again; Serve retries instead of returning, and serves
+// again once it listens.
+func TestServeSurvivesShutdown(t *testing.T) {
+	// A port of our choosing: one the kernel chose is given up with the
+	// listening state.
+	addr, err := freeport.Addr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("NOTIFY_SOCKET", "")
+	logged := make(acceptErrors, 1)
+	srv := &http.Server{
+		Handler:  http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "ok") }),
+		ErrorLog: log.New(logged, "", 0),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(ctx, srv, []Listener{{Name: "web", Listener: ln}}, Options{IdleGrace: time.Millisecond})
+	}()
+	url := "http://" + ln.Addr().String() + "/"
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	if body, err := fetch(c, url); err != nil || body != "ok" {
+		t.Fatalf("GET: %q, %v", body, err)
+	}
+
+	// Another generation's copy of the socket, shut down.
+	raw, err := ln.(*net.TCPListener).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd int
+	_ = raw.Control(func(s uintptr) { fd = int(s) })
+	dup, err := unix.Dup(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Shutdown(dup, unix.SHUT_RDWR); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(dup)
+	select {
+	case line := <-logged:
+		if !strings.Contains(line, "invalid argument") {
+			t.Errorf("accept error logged: %q", line)
+		}
+	case err := <-done:
+		t.Fatalf("Serve returned %v when another process shut the socket down", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("accept did not fail on a socket shut down")
+	}
+	// What tini-hot's guard does.
+	if err := unix.Listen(fd, 128); err != nil {
+		t.Fatal(err)
+	}
+	if body, err := fetch(c, url); err != nil || body != "ok" {
+		t.Fatalf("GET once the socket listens again: %q, %v", body, err)
+	}
 	cancel()
 	select {
 	case err := <-done:
