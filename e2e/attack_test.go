@@ -564,13 +564,10 @@ func init() { registerHelper("shutlistener", helperShutListener) }
 // a thread blocked in accept(2) do, then exits. The shutdown reaches the
 // next generation's accept too (EINVAL), which hotapp.Serve retries.
 func helperShutListener() int {
-	ls, err := hotapp.Listeners()
-	if err != nil || len(ls) != 1 {
-		fmt.Fprintln(os.Stderr, "listeners:", ls, err)
+	ls := oneListener()
+	if ls == nil {
 		return 2
 	}
-	body := "gen:" + os.Getenv("TINI_HOT_GENERATION")
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })}
 	go func() {
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGTERM)
@@ -582,7 +579,26 @@ func helperShutListener() int {
 	}()
 	// SIGTERM is the goroutine's above: hotapp's drain would close the
 	// listener first.
-	if err := hotapp.Serve(context.Background(), srv, ls, hotapp.Options{DrainSignals: []os.Signal{syscall.SIGUSR2}}); err != nil {
+	return serveGen(ls, hotapp.Options{DrainSignals: []os.Signal{syscall.SIGUSR2}})
+}
+
+// oneListener is the one socket handed over to a helper, or nil after
+// saying why not.
+func oneListener() []hotapp.Listener {
+	ls, err := hotapp.Listeners()
+	if err != nil || len(ls) != 1 {
+		fmt.Fprintln(os.Stderr, "listeners:", ls, err)
+		return nil
+	}
+	return ls
+}
+
+// serveGen serves "gen:N" on ls with hotapp until it drains, and returns
+// the helper's exit status.
+func serveGen(ls []hotapp.Listener, opts hotapp.Options) int {
+	body := "gen:" + os.Getenv("TINI_HOT_GENERATION")
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, body) })}
+	if err := hotapp.Serve(context.Background(), srv, ls, opts); err != nil {
 		fmt.Fprintln(os.Stderr, "serve:", err)
 		return 1
 	}
@@ -627,6 +643,112 @@ func TestListenerShutDown(t *testing.T) {
 	}
 	if ls := p.status().Listeners; len(ls) != 1 || !ls[0].Listening || ls[0].Restored != 2 {
 		t.Errorf("status of the listener: %+v, want listening, restored twice", ls)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+func init() { registerHelper("notifyflood", helperNotifyFlood) }
+
+// helperNotifyFlood is a hotapp server that answers "gen:N" and starts
+// two processes that send notices in a loop, each a new STATUS (so that
+// none repeats what tini-hot knows): a worker, its child, and a stranger,
+// started setsid with no environment but NOTIFY_SOCKET by a process that
+// exits at once, so that it is reparented to tini-hot and belongs to no
+// generation. FLOOD_ROLE says which of them a process is.
+func helperNotifyFlood() int {
+	self := func(role string, env []string) *exec.Cmd {
+		cmd := exec.Command(os.Args[0])
+		cmd.Env = append(env, helperEnv+"=notifyflood", "FLOOD_ROLE="+role)
+		cmd.Stderr = os.Stderr
+		return cmd
+	}
+	switch role := os.Getenv("FLOOD_ROLE"); role {
+	case "worker", "stranger":
+		c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: os.Getenv("NOTIFY_SOCKET"), Net: "unixgram"})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		for i := 0; ; i++ {
+			if _, err := c.Write([]byte("STATUS=" + role + " " + strconv.Itoa(i))); err != nil {
+				time.Sleep(time.Millisecond) // the generation's socket is gone
+			}
+		}
+	case "middle":
+		cmd := self("stranger", []string{"NOTIFY_SOCKET=" + os.Getenv("NOTIFY_SOCKET")})
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		return 0
+	}
+	ls := oneListener()
+	if ls == nil {
+		return 2
+	}
+	for _, role := range []string{"worker", "middle"} {
+		cmd := self(role, os.Environ())
+		if err := cmd.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if role == "middle" {
+			_ = cmd.Wait()
+		}
+	}
+	return serveGen(ls, hotapp.Options{})
+}
+
+// TestNotifyFlood: a worker and a stranger that send notices in a loop
+// get a paced share of tini-hot (at most 100 datagrams per 100 ms of a
+// generation's socket), not a /proc scan or a log line each; status and
+// reloads answer meanwhile, and the stranger is named once.
+func TestNotifyFlood(t *testing.T) {
+	addr := freeAddr(t)
+	p := startInit(t, th(), mode{"pid1", true}, nil,
+		append([]string{"-l", "tcp://" + addr, "--ready", "notify", "--"}, helperCmd("notifyflood")...)...)
+	begun := time.Now()
+	// The worker's last STATUS tini-hot took: how many it has read.
+	taken := func() (int, bool) {
+		g, _ := generation(p.status(), 1)
+		n, err := strconv.Atoi(strings.TrimPrefix(g.AppStatus, "worker "))
+		return n, err == nil && strings.HasPrefix(g.AppStatus, "worker ")
+	}
+	waitFor(t, "the worker's notices", taken)
+	from := time.Now()
+	n0, _ := taken()
+	// Status answers, each to a fresh client, during the flood; half a
+	// second of them: the pace's window is 100 ms.
+	for time.Since(from) < 500*time.Millisecond {
+		taken()
+	}
+	n1, _ := taken()
+	took := time.Since(from)
+	// What the pace allows in that time, plus the kernel's queue (10)
+	// and the supervisor's channel (16): the worker shares the socket
+	// with the stranger, so it gets less.
+	if most := 100*int(took/(100*time.Millisecond)+2) + 26; n1-n0 > most || n1 <= n0 {
+		t.Errorf("the worker's notices taken: %d in %v, want 1 to %d", n1-n0, took.Round(time.Millisecond), most)
+	} else {
+		t.Logf("the worker's notices taken: %d in %v (at most %d)", n1-n0, took.Round(time.Millisecond), most)
+	}
+	waitFor(t, "the stranger named in the log", func() (string, bool) {
+		return "", strings.Contains(p.stderr.String(), "outside the generation ignored")
+	})
+	if out, code := p.reloadWithin(30*time.Second, "--wait-drained"); code != 0 {
+		t.Fatalf("reload during the flood: %d %s", code, out)
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
+	if body, err := get(c, "http://"+addr+"/"); err != nil || body != "gen:2" {
+		t.Fatalf("after the reload: %q, %v", body, err)
+	}
+	// One warning per generation flooded and 10 s at most.
+	if n, most := strings.Count(p.stderr.String(), "outside the generation ignored"), 2+int(time.Since(begun)/(10*time.Second)); n > most {
+		t.Errorf("%d warnings about the stranger, want at most %d:\n%s", n, most, p.stderr)
 	}
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+	"github.com/tini-hot/tini-hot/internal/syncbuf"
 )
 
 // initBin is an init under test.
@@ -82,7 +82,7 @@ type proc struct {
 	cmd    *exec.Cmd
 	pid    int  // host pid of the init itself, once known
 	pid1   bool // pid is unshare's, the init is its child
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	done   chan struct{}
 	code   int
 	ended  time.Time
@@ -104,7 +104,7 @@ func startInit(t testing.TB, bin initBin, m mode, env []string, args ...string) 
 	// variable).
 	ctl := filepath.Join(t.TempDir(), "control.sock")
 	cmd.Env = append(append(os.Environ(), "TINI_HOT_CONTROL="+ctl), env...)
-	p := &proc{t: t, cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{}), control: ctl}
+	p := &proc{t: t, cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{}), control: ctl}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = p.stderr
 	// Its own process group: signals meant for the init never hit the
@@ -301,22 +301,4 @@ func waitLineWithin(t testing.TB, path, line string, d time.Duration) {
 		}
 		return struct{}{}, false
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

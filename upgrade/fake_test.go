@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"os"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -80,6 +81,7 @@ func (c *fakeClock) next(then time.Time) *fakeTimer {
 type fakeOS struct {
 	mu        sync.Mutex
 	snapshots int // process-table snapshots taken
+	members   int // membership questions asked
 	releases  int // calls of release
 	nextPid   int
 	reuse     []int // pids the next starts get, first first
@@ -178,6 +180,14 @@ func (o *fakeOS) procs() procs {
 	defer o.mu.Unlock()
 	o.snapshots++
 	return fakeProcs{o}
+}
+
+// member reads the fake table, and counts the questions asked.
+func (o *fakeOS) member(gen, pid, sender int) bool {
+	o.mu.Lock()
+	o.members++
+	o.mu.Unlock()
+	return slices.ContainsFunc(o.tree(pid, gen, true), func(p proctree.Process) bool { return p.Pid == sender })
 }
 
 type fakeProcs struct{ o *fakeOS }

@@ -62,8 +62,12 @@ type generation struct {
 	drainStart                    time.Time // when it got the drain signal
 	requested                     time.Time // when the reload it serves was asked for
 	notify                        notifier
-	check                         int      // pid of the running exec readiness check, 0 if none
-	timers                        []*timer // its timers: stopped when its state changes
+	check                         int // pid of the running exec readiness check, 0 if none
+	// ignored counts the notices from processes outside the generation;
+	// ignoredLogged is when the log last said so.
+	ignored       int
+	ignoredLogged time.Time
+	timers        []*timer // its timers: stopped when its state changes
 	// waiters get the result of the upgrade to this generation;
 	// drainWaiters the end of this generation's drain.
 	waiters      []*waiter
@@ -325,16 +329,40 @@ func (s *Supervisor) handleNotice(ev notifyEvent) {
 	if g == nil || s.finishing {
 		return
 	}
-	if ev.sender == 0 || (ev.sender != g.pid && !slices.ContainsFunc(s.tree(s.sys.procs(), g), func(p proctree.Process) bool { return p.Pid == ev.sender })) {
-		s.log.Warn("notify message from a process outside the generation ignored", "generation", g.number, "sender", ev.sender)
+	// Only a notice that would change something is checked: one that
+	// repeats what is known (WATCHDOG=1, the same STATUS, READY=1 once
+	// ready) costs nothing, however often a process sends it.
+	status := ev.notice.status != "" && ev.notice.status != g.appStatus
+	ready := ev.notice.ready && s.opts.Ready.Mode == ReadyNotify && g.state == stateStarting
+	if !status && !ready {
 		return
 	}
-	if ev.notice.status != "" {
+	if ev.sender == 0 || (ev.sender != g.pid && !s.sys.member(g.number, g.pid, ev.sender)) {
+		s.ignoredNotice(g, ev.sender)
+		return
+	}
+	if status {
 		g.appStatus = ev.notice.status
 	}
-	if ev.notice.ready && s.opts.Ready.Mode == ReadyNotify {
+	if ready {
 		s.readyAt(g, ev.at)
 	}
+}
+
+// ignoredNoticeLogEvery bounds the warnings about notices from outside a
+// generation: a process that floods the socket must not flood the log.
+const ignoredNoticeLogEvery = 10 * time.Second
+
+// ignoredNotice counts a notice from a process outside g, and says so in
+// the log: the first time, then at most once per ignoredNoticeLogEvery.
+func (s *Supervisor) ignoredNotice(g *generation, sender int) {
+	g.ignored++
+	now := s.sys.now()
+	if g.ignored > 1 && now.Sub(g.ignoredLogged) < ignoredNoticeLogEvery {
+		return
+	}
+	g.ignoredLogged = now
+	s.log.Warn("notify message from a process outside the generation ignored", "generation", g.number, "sender", sender, "ignored", g.ignored)
 }
 
 // forget drops ended generations beyond the few status keeps, but the

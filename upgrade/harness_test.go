@@ -51,6 +51,7 @@ func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 		kill:      h.os.kill,
 		notify:    func(string) (notifier, error) { return fakeNotifier{}, nil },
 		procs:     h.os.procs,
+		member:    h.os.member,
 		signal:    h.os.signal,
 		cgroup:    "v2",
 		memory:    h.os.memory,

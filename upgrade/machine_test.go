@@ -3,11 +3,14 @@ package upgrade
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/internal/syncbuf"
 	"github.com/tini-hot/tini-hot/reaper"
 	"golang.org/x/sys/unix"
 )
@@ -369,6 +372,54 @@ func TestNoticeFromOutside(t *testing.T) {
 	h.wantState("starting")
 	h.ready(1, 100)
 	h.wantState("serving")
+}
+
+// TestNoticeFlood: a notice that changes nothing (READY=1 once ready,
+// the same STATUS, WATCHDOG=1) is not checked, so a process repeating
+// itself costs no read of /proc; a stranger's notices are all counted
+// and logged once per ignoredNoticeLogEvery, and a worker's STATUS and
+// READY=1 still count.
+func TestNoticeFlood(t *testing.T) {
+	h := newHarness(t, notifyOpts())
+	h.os.mu.Lock()
+	h.os.extra[1] = []int{150} // a worker of generation 1
+	h.os.mu.Unlock()
+	var log syncbuf.Buffer
+	h.do(func() { h.s.log = slog.New(slog.NewTextHandler(&log, nil)) })
+	send := func(sender int, n notice) {
+		h.do(func() { h.s.handleNotice(notifyEvent{gen: 1, sender: sender, notice: n}) })
+	}
+	asked := func() int {
+		h.os.mu.Lock()
+		defer h.os.mu.Unlock()
+		return h.os.members
+	}
+	send(150, notice{ready: true, status: "up"})
+	h.wantState("serving")
+	for range 100 {
+		send(150, notice{ready: true})
+		send(150, notice{status: "up"})
+		send(150, notice{}) // WATCHDOG=1, or anything tini-hot does not use
+		send(100, notice{ready: true, status: "up"})
+	}
+	if n := asked(); n != 1 {
+		t.Errorf("%d membership questions for 401 notices of which 1 changed something, want 1", n)
+	}
+	for i := range 1000 {
+		send(4242, notice{status: strconv.Itoa(i)})
+	}
+	send(150, notice{status: "busy"})
+	if st := h.gen(1).AppStatus; st != "busy" {
+		t.Errorf("STATUS from the worker after the flood: %q", st)
+	}
+	if n := strings.Count(log.String(), "outside the generation ignored"); n != 1 {
+		t.Errorf("%d warnings for 1,000 notices from outside in no time, want 1:\n%s", n, log.String())
+	}
+	h.advance(ignoredNoticeLogEvery)
+	send(4242, notice{status: "x"})
+	if n := strings.Count(log.String(), "ignored=1001"); n != 1 {
+		t.Errorf("no second warning with the count once %v passed:\n%s", ignoredNoticeLogEvery, log.String())
+	}
 }
 
 // TestStatusOneSnapshot: Status reads the process table once, however

@@ -20,6 +20,18 @@ const (
 // message as well.
 const maxNotifySize = 4096
 
+// A notify socket is read at most notifyPaceCount datagrams per
+// notifyPaceWindow: a process that sends in a loop costs tini-hot a
+// bounded share of a CPU (each read and the supervisor's look at it,
+// about 10 µs), not as much as it spends itself. Its sends wait in the
+// kernel meanwhile, as do any others' to the same socket, for at most a
+// window: nothing is lost, a READY=1 comes late by that much at worst.
+// Legitimate senders stay far below: sd_notify is for changes of state.
+const (
+	notifyPaceCount  = 100
+	notifyPaceWindow = 100 * time.Millisecond
+)
+
 // notice is one parsed sd_notify datagram.
 type notice struct {
 	ready    bool
@@ -85,7 +97,8 @@ func newNotifySocket(name string) (*notifySocket, error) {
 // Env is the NOTIFY_SOCKET value.
 func (s *notifySocket) Env() string { return s.addr }
 
-// Serve delivers every datagram to out until the socket is closed.
+// Serve delivers every datagram to out, paced (notifyPaceCount), until
+// the socket is closed.
 func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct{}) {
 	buf := make([]byte, maxNotifySize)
 	// Room for the sender's credentials and nothing more: the kernel
@@ -93,6 +106,8 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 	// (FDSTORE=1, or a hostile sender) instead of installing them in
 	// tini-hot (TestNotifyFdsDropped).
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	var window time.Time // when the current pacing window began
+	read := 0            // datagrams read in it
 	for {
 		n, oobn, _, _, err := s.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
@@ -101,6 +116,15 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 			return
 		}
 		ev := notifyEvent{gen: gen, notice: parseNotice(buf[:n]), at: time.Now()}
+		if ev.at.Sub(window) >= notifyPaceWindow {
+			window, read = ev.at, 0
+		}
+		if read++; read > notifyPaceCount {
+			if !sleep(window.Add(notifyPaceWindow).Sub(ev.at), done) {
+				return
+			}
+			window, read = time.Now(), 1
+		}
 		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
 			for _, m := range msgs {
 				if cred, err := unix.ParseUnixCredentials(&m); err == nil {
@@ -117,3 +141,15 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 }
 
 func (s *notifySocket) Close() error { return s.conn.Close() }
+
+// sleep waits d, or until done is closed; it reports whether d passed.
+func sleep(d time.Duration, done <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}

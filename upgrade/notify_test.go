@@ -126,3 +126,49 @@ func TestNotifyFdsDropped(t *testing.T) {
 		t.Errorf("%d fds of the pipe after 10 messages carrying 4 of them each, %d before", after, before)
 	}
 }
+
+// TestNotifyPaced: a sender in a loop is read at most notifyPaceCount
+// datagrams per notifyPaceWindow, and loses nothing: its sends wait.
+func TestNotifyPaced(t *testing.T) {
+	s, out := serveNotify(t, 7)
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.Env(), Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 3*notifyPaceCount + notifyPaceCount/2
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if _, err := c.Write([]byte("STATUS=" + strconv.Itoa(i))); err != nil {
+				sent <- err
+				return
+			}
+		}
+		sent <- nil
+	}()
+	var first time.Time
+	for i := range n {
+		select {
+		case ev := <-out:
+			if ev.notice.status != strconv.Itoa(i) {
+				t.Fatalf("datagram %d: STATUS=%s", i, ev.notice.status)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("datagram %d did not come", i)
+		}
+		if i == 0 {
+			first = time.Now()
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	// The out channel holds one event, so the first was taken before the
+	// third was delivered, in the first window; the last is in the
+	// fourth window at the earliest, which begins two full windows after
+	// the second.
+	if took := time.Since(first); took < 2*notifyPaceWindow {
+		t.Fatalf("%d datagrams read in %v, want at least %v at %d per %v", n, took, 2*notifyPaceWindow, notifyPaceCount, notifyPaceWindow)
+	}
+}

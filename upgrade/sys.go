@@ -3,6 +3,8 @@ package upgrade
 import (
 	"os"
 	"runtime/debug"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +31,9 @@ type sys struct {
 	// procs takes a snapshot of the process table: one read of /proc
 	// serves every question asked of it.
 	procs func() procs
+	// member reports whether process sender belongs to generation gen,
+	// whose main process pid is alive.
+	member func(gen, pid, sender int) bool
 	// signal sends sig to each of ps that is still the same process and
 	// returns how many.
 	signal func(ps []proctree.Process, sig unix.Signal) int
@@ -114,6 +119,7 @@ func osSys(self int, init bool, c *usage.Container) sys {
 			t, _ := proctree.Snapshot() // on error: nil, an empty table
 			return table{t: t, self: self, init: init}
 		},
+		member: newMembers(self, init).member,
 		signal: proctree.SignalAll,
 		cgroup: c.Version(),
 		memory: c.Memory,
@@ -134,4 +140,55 @@ func osSys(self int, init bool, c *usage.Container) sys {
 			}
 		},
 	}
+}
+
+// members answers which generation a process belongs to, for its notify
+// messages. A snapshot of the process table, with the environment of
+// every process that is not plainly another generation's, costs
+// milliseconds; a process that sends notices by the thousand (its STATUS
+// after each request, say) must not cost tini-hot that much each time.
+// A process's membership does not change over its life, so each verdict
+// is kept, by generation, pid and start time: then a notice costs one
+// read of /proc/PID/stat, and a pid that was reused is asked about anew.
+type members struct {
+	self     int
+	init     bool
+	snapshot func() (proctree.Table, error)
+	mu       sync.Mutex
+	known    map[memberKey]bool
+}
+
+type memberKey struct {
+	gen, pid int
+	start    uint64
+}
+
+// membersKept bounds the verdicts kept: a few KiB. When full, they are
+// all dropped, and asked about anew.
+const membersKept = 256
+
+func newMembers(self int, init bool) *members {
+	return &members{self: self, init: init, snapshot: proctree.Snapshot, known: map[memberKey]bool{}}
+}
+
+func (m *members) member(gen, pid, sender int) bool {
+	start, err := proctree.StartTime(sender)
+	if err != nil {
+		return false // it has ended
+	}
+	key := memberKey{gen, sender, start}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v, ok := m.known[key]; ok {
+		return v
+	}
+	t, _ := m.snapshot() // on error: nil, an empty table
+	v := slices.ContainsFunc(table{t: t, self: m.self, init: m.init}.tree(pid, gen, true), func(p proctree.Process) bool {
+		return p.Pid == sender && p.Start == start
+	})
+	if len(m.known) >= membersKept {
+		clear(m.known)
+	}
+	m.known[key] = v
+	return v
 }

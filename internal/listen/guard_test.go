@@ -6,34 +6,16 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/freeport"
+	"github.com/tini-hot/tini-hot/internal/syncbuf"
 	"golang.org/x/sys/unix"
 )
 
-// logBuffer is a log a test can read while the guard writes it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // guarded binds spec and guards it, logging to the returned buffer.
-func guarded(t *testing.T, spec string) (*Listener, *Guarded, *logBuffer) {
+func guarded(t *testing.T, spec string) (*Listener, *Guarded, *syncbuf.Buffer) {
 	t.Helper()
 	s, err := Parse(spec)
 	if err != nil {
@@ -44,7 +26,7 @@ func guarded(t *testing.T, spec string) (*Listener, *Guarded, *logBuffer) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	var out logBuffer
+	var out syncbuf.Buffer
 	g, err := Guard([]*Listener{l}, slog.New(slog.NewTextHandler(&out, nil)))
 	if err != nil {
 		t.Fatal(err)

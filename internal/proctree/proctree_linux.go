@@ -126,6 +126,20 @@ func hasEnv(pid int, kv string) bool {
 	return err == nil && slices.Contains(env, kv)
 }
 
+// StartTime reads the start time of the process that has pid now, in
+// clock ticks after boot: with the pid, it names one process for good.
+func StartTime(pid int) (uint64, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, err
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return st.Starttime, nil
+}
+
 // Signal sends sig to p if the process with p's pid is still p: it opens
 // a pidfd, compares the start time, and signals through the pidfd.
 // ESRCH means p is gone (or its pid now names another process, which is
@@ -139,12 +153,7 @@ func Signal(p Process, sig unix.Signal) error {
 	defer unix.Close(fd)
 	// The pidfd now pins the process that had the pid when it was opened;
 	// if that is not the snapshot's process, the pid was reused.
-	proc, err := procfs.NewProc(p.Pid)
-	var st procfs.ProcStat
-	if err == nil {
-		st, err = proc.Stat()
-	}
-	if err != nil || st.Starttime != p.Start {
+	if start, err := StartTime(p.Pid); err != nil || start != p.Start {
 		return fmt.Errorf("signal %d: %w (the pid was reused)", p.Pid, unix.ESRCH)
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
