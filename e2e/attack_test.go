@@ -667,6 +667,12 @@ func helperNotifyFlood() int {
 	}
 	switch role := os.Getenv("FLOOD_ROLE"); role {
 	case "worker", "stranger":
+		// A stranger sends once reparented to tini-hot (PID 1): while its
+		// starter lives it is the generation's, and would be taken as
+		// such for its life.
+		for role == "stranger" && os.Getppid() != 1 {
+			time.Sleep(time.Millisecond)
+		}
 		c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: os.Getenv("NOTIFY_SOCKET"), Net: "unixgram"})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

@@ -147,9 +147,11 @@ func osSys(self int, init bool, c *usage.Container) sys {
 // every process that is not plainly another generation's, costs
 // milliseconds; a process that sends notices by the thousand (its STATUS
 // after each request, say) must not cost tini-hot that much each time.
-// A process's membership does not change over its life, so each verdict
-// is kept, by generation, pid and start time: then a notice costs one
-// read of /proc/PID/stat, and a pid that was reused is asked about anew.
+// So a process is judged at its first notice and the verdict kept for its
+// life, by generation, pid and start time: then a notice costs one read
+// of /proc/PID/stat, and a pid that was reused is asked about anew. A
+// process of the generation that leaves its tree later (double-forked,
+// its environment cleared) still counts: it was the generation's own.
 type members struct {
 	self     int
 	init     bool
