@@ -91,9 +91,7 @@ func (g *Guarded) Close() {
 	g.wg.Wait()
 }
 
-func (g *Guarded) run(rc interface {
-	Read(func(fd uintptr) bool) error
-}) {
+func (g *Guarded) run(rc syscall.RawConn) {
 	defer g.wg.Done()
 	events := make([]unix.EpollEvent, len(g.ls))
 	for {
