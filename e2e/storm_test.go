@@ -16,6 +16,39 @@ import (
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
+// TestSystemdNotify upgrades a shell script that reports READY=1 with
+// Debian's systemd-notify, 10 times: a process that sends its notices and
+// exits, which its shell reaps at once. systemd-notify waits until its
+// notices have been handled (BARRIER=1), so tini-hot still sees whose
+// process it was, and each generation becomes ready.
+func TestSystemdNotify(t *testing.T) {
+	if _, err := exec.LookPath("systemd-notify"); err != nil {
+		need(t, "systemd-notify (Debian package systemd)")
+	}
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil,
+		"--ready", "notify", "--ready-timeout", "20s", "--", "sh", "-c",
+		`systemd-notify --ready --status="generation $TINI_HOT_GENERATION up" && exec sleep 600`)
+	waitFor(t, "generation 1 to serve", func() (string, bool) {
+		g, _ := generation(p.status(), 1)
+		return g.State, g.State == "serving"
+	})
+	for i := 2; i <= 11; i++ {
+		if out, code := p.reloadWithin(60*time.Second, "--wait-drained"); code != 0 || out != fmt.Sprintf("generation %d serving", i) {
+			t.Fatalf("reload %d: status %d: %s\n%s", i, code, out, p.stderr)
+		}
+		if g, _ := generation(p.status(), i); g.AppStatus != fmt.Sprintf("generation %d up", i) {
+			t.Fatalf("generation %d: STATUS %q", i, g.AppStatus)
+		}
+	}
+	if n := strings.Count(p.stderr.String(), "outside the generation ignored"); n != 0 {
+		t.Errorf("%d notices ignored:\n%s", n, p.stderr)
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("tini-hot exited %d after SIGTERM, want the sleep's %d", code, 128+int(syscall.SIGTERM))
+	}
+}
+
 // TestGunicorn upgrades Debian's unmodified gunicorn, which speaks
 // LISTEN_FDS and sd_notify by itself, 5 times under load, then stops it
 // with SIGTERM while a request is in flight.

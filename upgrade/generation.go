@@ -320,6 +320,13 @@ func (s *Supervisor) tree(ps procs, g *generation) []proctree.Process {
 
 // handleNotice applies an sd_notify message from a generation's process.
 func (s *Supervisor) handleNotice(ev notifyEvent) {
+	if ev.notice.barrier {
+		// One goroutine reads each socket in order, and this one handles
+		// what they read in order: every notice sent before the barrier
+		// has been handled, and its sender may go on.
+		ev.release()
+		return
+	}
 	var g *generation
 	for _, c := range s.gens {
 		if c.number == ev.gen && !c.exited {

@@ -3,7 +3,10 @@ package upgrade
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -419,6 +422,34 @@ func TestNoticeFlood(t *testing.T) {
 	send(4242, notice{status: "x"})
 	if n := strings.Count(log.String(), "ignored=1001"); n != 1 {
 		t.Errorf("no second warning with the count once %v passed:\n%s", ignoredNoticeLogEvery, log.String())
+	}
+}
+
+// TestNoticeBarrier: a barrier is released when the supervisor handles
+// it, whatever generation it came for, and asks nothing about its sender.
+func TestNoticeBarrier(t *testing.T) {
+	h := newHarness(t, notifyOpts())
+	for _, gen := range []int{1, 9} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		h.do(func() {
+			h.s.handleNotice(notifyEvent{gen: gen, sender: 4242, notice: notice{barrier: true}, barrier: w})
+		})
+		if err := r.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("generation %d: the barrier's pipe read %v, want EOF: its fd still open", gen, err)
+		}
+		runtime.KeepAlive(w) // not closed by its finalizer meanwhile
+	}
+	h.os.mu.Lock()
+	defer h.os.mu.Unlock()
+	if h.os.members != 0 {
+		t.Errorf("%d membership questions for barriers, want 0", h.os.members)
 	}
 }
 

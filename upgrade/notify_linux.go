@@ -3,6 +3,8 @@ package upgrade
 import (
 	"fmt"
 	"net"
+	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +16,13 @@ const (
 	notifyReady    = "READY=1"
 	notifyStopping = "STOPPING=1"
 	notifyStatus   = "STATUS="
+	// notifyBarrier comes alone in its message with one fd, which the
+	// receiver closes once every message sent before it has been
+	// handled: sd_notify_barrier(3), and so systemd-notify(1), which
+	// waits for that before it exits. Without it a sender that exits
+	// right after its message (systemd-notify --ready in a script) may
+	// be reaped before tini-hot asks whose process it was.
+	notifyBarrier = "BARRIER=1"
 )
 
 // maxNotifySize bounds one datagram; systemd accepts at most a page-ish
@@ -37,13 +46,20 @@ type notice struct {
 	ready    bool
 	stopping bool
 	status   string // last STATUS= value, if any
+	// barrier: BARRIER=1, and nothing else counts in the message.
+	barrier bool
 }
 
 // parseNotice reads a datagram of newline-separated KEY=VALUE
-// assignments. Unknown assignments are ignored, as systemd does.
+// assignments. Unknown assignments are ignored, as systemd does, and so
+// are all others of a message with BARRIER=1.
 func parseNotice(b []byte) notice {
 	var n notice
-	for _, line := range strings.Split(string(b), "\n") {
+	lines := strings.Split(string(b), "\n")
+	if slices.Contains(lines, notifyBarrier) {
+		return notice{barrier: true}
+	}
+	for _, line := range lines {
 		switch {
 		case line == notifyReady:
 			n.ready = true
@@ -62,6 +78,16 @@ type notifyEvent struct {
 	sender int // pid from SCM_CREDENTIALS; 0 if the kernel sent none
 	notice notice
 	at     time.Time // when it was read: READY=1's moment
+	// barrier is the fd a BARRIER=1 came with, to close once every
+	// notice before it has been handled; nil for other notices.
+	barrier *os.File
+}
+
+// release closes ev's barrier, if any: its sender may go on.
+func (ev notifyEvent) release() {
+	if ev.barrier != nil {
+		ev.barrier.Close()
+	}
 }
 
 // notifySocket is a generation's NOTIFY_SOCKET: a datagram socket in the
@@ -101,11 +127,14 @@ func (s *notifySocket) Env() string { return s.addr }
 // the socket is closed.
 func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct{}) {
 	buf := make([]byte, maxNotifySize)
-	// Room for the sender's credentials and nothing more: the kernel
-	// writes them first, then discards any fds the message carries
-	// (FDSTORE=1, or a hostile sender) instead of installing them in
-	// tini-hot (TestNotifyFdsDropped).
-	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
+	// Room for the sender's credentials, which the kernel writes first,
+	// and one fd, BARRIER=1's: the kernel discards any further fds a
+	// message carries (FDSTORE=1, or a hostile sender) instead of
+	// installing them in tini-hot, and the one received is closed at
+	// once unless it is a barrier's (TestNotifyFdsDropped). Received fds
+	// are close-on-exec (net reads with MSG_CMSG_CLOEXEC), so a
+	// generation started meanwhile gets none.
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4))
 	var window time.Time // when the current pacing window began
 	read := 0            // datagrams read in it
 	for {
@@ -125,22 +154,45 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 			}
 			window, read = time.Now(), 1
 		}
-		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
-			for _, m := range msgs {
-				if cred, err := unix.ParseUnixCredentials(&m); err == nil {
-					ev.sender = int(cred.Pid)
-				}
-			}
-		}
+		ev.sender, ev.barrier = control(oob[:oobn], ev.notice.barrier)
 		select {
 		case out <- ev:
 		case <-done:
+			ev.release()
 			return
 		}
 	}
 }
 
 func (s *notifySocket) Close() error { return s.conn.Close() }
+
+// control reads a message's control data: the sender's pid (0 if the
+// kernel sent none) and, if barrier, the fd to close once the messages
+// before it are handled. Every other fd received is closed here.
+func control(oob []byte, barrier bool) (sender int, keep *os.File) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return 0, nil
+	}
+	for _, m := range msgs {
+		if cred, err := unix.ParseUnixCredentials(&m); err == nil {
+			sender = int(cred.Pid)
+			continue
+		}
+		fds, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if barrier && keep == nil {
+				keep = os.NewFile(uintptr(fd), "barrier")
+				continue
+			}
+			unix.Close(fd)
+		}
+	}
+	return sender, keep
+}
 
 // sleep waits d, or until done is closed; it reports whether d passed.
 func sleep(d time.Duration, done <-chan struct{}) bool {

@@ -20,15 +20,24 @@ func TestParseNotice(t *testing.T) {
 	if n := parseNotice([]byte("READY=10\nSTOPPING=1")); n.ready || !n.stopping {
 		t.Errorf("parseNotice = %+v", n)
 	}
+	// A barrier's message counts for nothing else (sd_notify(3)).
+	if n := parseNotice([]byte("READY=1\nBARRIER=1\nSTATUS=x")); n != (notice{barrier: true}) {
+		t.Errorf("parseNotice = %+v, want a barrier only", n)
+	}
 }
 
 func FuzzParseNotice(f *testing.F) {
 	f.Add([]byte("READY=1\nSTATUS=ok"))
 	f.Add([]byte("\xff\nSTATUS=\xfe"))
+	f.Add([]byte("BARRIER=1\nREADY=1"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		n := parseNotice(b)
-		if n.ready && !slices.Contains(strings.Split(string(b), "\n"), notifyReady) {
+		lines := strings.Split(string(b), "\n")
+		if n.ready && !slices.Contains(lines, notifyReady) {
 			t.Fatalf("ready without READY=1 in %q", b)
+		}
+		if n.barrier != slices.Contains(lines, notifyBarrier) || n.barrier && n != (notice{barrier: true}) {
+			t.Fatalf("parseNotice(%q) = %+v", b, n)
 		}
 	})
 }
@@ -124,6 +133,69 @@ func TestNotifyFdsDropped(t *testing.T) {
 	}
 	if after := fds(); after != before || before != 2 {
 		t.Errorf("%d fds of the pipe after 10 messages carrying 4 of them each, %d before", after, before)
+	}
+}
+
+// TestNotifyBarrier: BARRIER=1's fd comes with its event and stays open
+// until the event is released, so that systemd-notify waits until its
+// notices have been handled; any other fd it came with is closed at once.
+func TestNotifyBarrier(t *testing.T) {
+	s, out := serveNotify(t, 7)
+	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(c)
+	to := &unix.SockaddrUnix{Name: s.Env()}
+	if err := unix.Sendto(c, []byte("READY=1"), 0, to); err != nil {
+		t.Fatal(err)
+	}
+	// As sd_notify_barrier: a pipe's write end goes with the barrier,
+	// and the sender waits for its read end to hang up. A second pipe's
+	// write end goes along, which the protocol forbids.
+	var p, extra [2]int
+	for _, fds := range []*[2]int{&p, &extra} {
+		if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fds[0])
+	}
+	err = unix.Sendmsg(c, []byte("BARRIER=1"), unix.UnixRights(p[1], extra[1]), to, 0)
+	unix.Close(p[1])
+	unix.Close(extra[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	hungUp := func(fd int, wait time.Duration) bool {
+		t.Helper()
+		fds := []unix.PollFd{{Fd: int32(fd)}}
+		n, err := unix.Poll(fds, int(wait/time.Millisecond))
+		if err != nil && err != unix.EINTR {
+			t.Fatal(err)
+		}
+		return n == 1 && fds[0].Revents&unix.POLLHUP != 0
+	}
+	var evs []notifyEvent
+	for range 2 {
+		select {
+		case ev := <-out:
+			evs = append(evs, ev)
+		case <-time.After(5 * time.Second):
+			t.Fatal("no notify event")
+		}
+	}
+	if !evs[0].notice.ready || evs[0].barrier != nil || !evs[1].notice.barrier || evs[1].barrier == nil {
+		t.Fatalf("events %+v, want READY=1 then the barrier with its fd", evs)
+	}
+	if !hungUp(extra[0], 5*time.Second) {
+		t.Error("the second fd of the barrier was kept")
+	}
+	if hungUp(p[0], 0) {
+		t.Fatal("the barrier was released before its event was")
+	}
+	evs[1].release()
+	if !hungUp(p[0], 5*time.Second) {
+		t.Fatal("the barrier was not released with its event")
 	}
 }
 

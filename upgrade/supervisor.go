@@ -121,7 +121,18 @@ func newSupervisor(opts Options, r reaperAPI, sys sys, self int) (*Supervisor, e
 // generation has exited and no other process is left. It returns that
 // generation's exit. An error means the application could not be started.
 func (s *Supervisor) Run() (reaper.Exit, error) {
-	defer close(s.done)
+	defer func() {
+		close(s.done)
+		// Barriers read but not handled: their senders may go on.
+		for {
+			select {
+			case ev := <-s.notices:
+				ev.release()
+			default:
+				return
+			}
+		}
+	}()
 	// The OOM kills so far: read when the cgroup was found, a moment
 	// ago; reading them again would delay the start.
 	if m, err := s.sys.opened(); err == nil {
