@@ -3,7 +3,6 @@ package upgrade
 import (
 	"os"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,7 +118,7 @@ func osSys(self int, init bool, c *usage.Container) sys {
 			t, _ := proctree.Snapshot() // on error: nil, an empty table
 			return table{t: t, self: self, init: init}
 		},
-		member: newMembers(self, init).member,
+		member: newMembers(self).member,
 		signal: proctree.SignalAll,
 		cgroup: c.Version(),
 		memory: c.Memory,
@@ -143,21 +142,21 @@ func osSys(self int, init bool, c *usage.Container) sys {
 }
 
 // members answers which generation a process belongs to, for its notify
-// messages. A snapshot of the process table, with the environment of
-// every process that is not plainly another generation's, costs
-// milliseconds; a process that sends notices by the thousand (its STATUS
-// after each request, say) must not cost tini-hot that much each time.
-// So a process is judged at its first notice and the verdict kept for its
-// life, by generation, pid and start time: then a notice costs one read
-// of /proc/PID/stat, and a pid that was reused is asked about anew. A
-// process of the generation that leaves its tree later (double-forked,
-// its environment cleared) still counts: it was the generation's own.
+// messages. A process that sends notices by the thousand (its STATUS
+// after each request, say) must not cost tini-hot a look at its
+// ancestors each time: a process is judged at its first notice
+// (proctree.Member: a read of /proc per level below tini-hot) and the
+// verdict kept for its life, by generation, pid and start time: then a
+// notice costs one read of /proc/PID/stat, and a pid that was reused is
+// asked about anew. A process of the generation that leaves its tree
+// later (double-forked, its environment cleared) still counts: it was
+// the generation's own.
 type members struct {
-	self     int
-	init     bool
-	snapshot func() (proctree.Table, error)
-	mu       sync.Mutex
-	known    map[memberKey]bool
+	self  int
+	read  func(pid int) (proctree.Process, error)
+	judge func(p proctree.Process, self, pid int, marker string) bool
+	mu    sync.Mutex
+	known map[memberKey]bool
 }
 
 type memberKey struct {
@@ -169,25 +168,22 @@ type memberKey struct {
 // all dropped, and asked about anew.
 const membersKept = 256
 
-func newMembers(self int, init bool) *members {
-	return &members{self: self, init: init, snapshot: proctree.Snapshot, known: map[memberKey]bool{}}
+func newMembers(self int) *members {
+	return &members{self: self, read: proctree.Read, judge: proctree.Member, known: map[memberKey]bool{}}
 }
 
 func (m *members) member(gen, pid, sender int) bool {
-	start, err := proctree.StartTime(sender)
+	p, err := m.read(sender)
 	if err != nil {
-		return false // it has ended
+		return false // it has ended, and been reaped
 	}
-	key := memberKey{gen, sender, start}
+	key := memberKey{gen, sender, p.Start}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if v, ok := m.known[key]; ok {
 		return v
 	}
-	t, _ := m.snapshot() // on error: nil, an empty table
-	v := slices.ContainsFunc(table{t: t, self: m.self, init: m.init}.tree(pid, gen, true), func(p proctree.Process) bool {
-		return p.Pid == sender && p.Start == start
-	})
+	v := m.judge(p, m.self, pid, generationMarker(gen))
 	if len(m.known) >= membersKept {
 		clear(m.known)
 	}

@@ -34,9 +34,26 @@ func Snapshot() (Table, error) {
 			// The process ended while we read /proc.
 			continue
 		}
-		t[p.PID] = Process{Pid: p.PID, PPID: st.PPID, PGRP: st.PGRP, Zombie: st.State == "Z", Start: st.Starttime}
+		t[p.PID] = process(st)
 	}
 	return t, nil
+}
+
+// Read reads one process's entry, as [Snapshot] does for each.
+func Read(pid int) (Process, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return Process{}, err
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return Process{}, err
+	}
+	return process(st), nil
+}
+
+func process(st procfs.ProcStat) Process {
+	return Process{Pid: st.PID, PPID: st.PPID, PGRP: st.PGRP, Zombie: st.State == "Z", Start: st.Starttime}
 }
 
 // Descendants lists the processes below root, children first. A process
@@ -49,13 +66,20 @@ func (t Table) Descendants(root int) []Process {
 		children[p.PPID] = append(children[p.PPID], pid)
 	}
 	var out []Process
+	seen := map[int]bool{root: true}
 	queue := []int{root}
 	for len(queue) > 0 {
 		pid := queue[0]
 		queue = queue[1:]
 		for _, c := range children[pid] {
-			out = append(out, t[c])
-			queue = append(queue, c)
+			// A table read while processes end and pids are reused may
+			// show a loop (root's parent reused by its descendant):
+			// each process is listed once.
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, t[c])
+				queue = append(queue, c)
+			}
 		}
 	}
 	return out
@@ -89,6 +113,12 @@ func (t Table) Others(self int) []Process {
 // new process, and only the marker counts. A process that rewrote its
 // environment and escaped both pid and group is not found.
 func (t Table) Generation(self, pid int, mainAlive bool, marker string) []Process {
+	return t.generation(self, pid, mainAlive, func(pid int) bool { return hasEnv(pid, marker) })
+}
+
+// generation is Generation with marked telling whether a process's
+// environment holds the marker.
+func (t Table) generation(self, pid int, mainAlive bool, marked func(pid int) bool) []Process {
 	found := map[int]bool{}
 	if mainAlive {
 		found[pid] = true
@@ -103,7 +133,7 @@ func (t Table) Generation(self, pid int, mainAlive bool, marker string) []Proces
 	}
 	// Reparented processes are below self (all are, for PID 1).
 	for _, p := range t.Descendants(self) {
-		if !found[p.Pid] && hasEnv(p.Pid, marker) {
+		if !found[p.Pid] && marked(p.Pid) {
 			found[p.Pid] = true
 		}
 	}
@@ -114,6 +144,71 @@ func (t Table) Generation(self, pid int, mainAlive bool, marker string) []Proces
 		}
 	}
 	return out
+}
+
+// Member reports whether p belongs to the generation whose main process
+// has pid and is not reaped yet, by the three ways of [Table.Generation],
+// asking about p alone: its ancestors are read one by one, and its
+// environment only if it is below self. It costs a read of /proc per
+// level of p below self (or below PID 1), not a read of every process.
+// Unlike Generation, a zombie still counts: it tells whose process it
+// was until it is reaped.
+//
+// An ancestor that ended meanwhile (its read fails, or its pid now names
+// a process younger than its supposed child) has left p to another
+// parent: p is read again and its new line of parents followed, a few
+// times at most.
+func Member(p Process, self, pid int, marker string) bool {
+	return member(p, self, pid, Read, func(pid int) bool { return hasEnv(pid, marker) })
+}
+
+// Bounds of Member's walk: the times it starts again after an ancestor
+// ended, and the levels it climbs (a backstop against a loop of reused
+// pids whose start times agree: the same tick).
+const (
+	memberTries  = 3
+	memberLevels = 4096
+)
+
+// member is Member with read reading a process and marked telling
+// whether its environment holds the marker.
+func member(p Process, self, pid int, read func(int) (Process, error), marked func(int) bool) bool {
+	if p.Pid == self {
+		return false
+	}
+	if p.Pid == pid || p.PGRP == pid {
+		return true
+	}
+	for range memberTries {
+		below, ended := false, false
+		for q, level := p, 0; ; level++ {
+			if q.PPID == pid {
+				return true
+			}
+			if q.PPID == self {
+				below = true // and on: the main process may be above
+			}
+			if q.PPID <= 0 || level == memberLevels {
+				break
+			}
+			up, err := read(q.PPID)
+			if err != nil || up.Start > q.Start {
+				// Above self, it changes nothing of p's being below.
+				ended = !below
+				break
+			}
+			q = up
+		}
+		if !ended {
+			return below && marked(p.Pid)
+		}
+		again, err := read(p.Pid)
+		if err != nil || again.Start != p.Start {
+			return false // p itself is gone
+		}
+		p = again
+	}
+	return false
 }
 
 // hasEnv reports whether process pid's environment holds kv.
@@ -129,15 +224,8 @@ func hasEnv(pid int, kv string) bool {
 // StartTime reads the start time of the process that has pid now, in
 // clock ticks after boot: with the pid, it names one process for good.
 func StartTime(pid int) (uint64, error) {
-	p, err := procfs.NewProc(pid)
-	if err != nil {
-		return 0, err
-	}
-	st, err := p.Stat()
-	if err != nil {
-		return 0, err
-	}
-	return st.Starttime, nil
+	p, err := Read(pid)
+	return p.Start, err
 }
 
 // Signal sends sig to p if the process with p's pid is still p: it opens

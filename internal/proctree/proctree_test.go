@@ -121,3 +121,152 @@ func TestSignalChecksIdentity(t *testing.T) {
 		t.Fatalf("Signal of a reaped process = %v, want ESRCH", err)
 	}
 }
+
+// TestMember agrees with Generation about every process of a real table:
+// a generation's shell, its child and its setsid grandchild are members,
+// another generation's are not, nor is this process.
+func TestMember(t *testing.T) {
+	mine := start(t, "setsid sleep 30 & sleep 30 & wait", "TINI_HOT_GENERATION=77")
+	start(t, "setsid sleep 30 & sleep 30 & wait", "TINI_HOT_GENERATION=78")
+	self, main, marker := os.Getpid(), mine.Process.Pid, "TINI_HOT_GENERATION=77"
+	var tab Table
+	wait.Until(t, "generation 77's three processes", func() bool {
+		tab = snapshot(t)
+		return len(tab.Generation(self, main, true, marker)) == 3
+	})
+	want := pids(tab.Generation(self, main, true, marker))
+	var got []int
+	for _, p := range tab {
+		if Member(p, self, main, marker) {
+			got = append(got, p.Pid)
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("members %v, Generation %v", got, want)
+	}
+}
+
+// TestMemberAncestorEnded: a walk that meets an ancestor that has ended,
+// or whose pid now names a younger process, reads the process again and
+// follows its new parents; a process that has ended itself is no member.
+func TestMemberAncestorEnded(t *testing.T) {
+	const self, main = 1, 10
+	for _, c := range []struct {
+		name string
+		// 30 sends; 20 is its parent when the walk begins, and ends at
+		// the walk's first read; then 30 is self's.
+		parent Process
+		after  func(Table)
+		marked bool
+		want   bool
+	}{
+		{
+			// A worker of the main process 10, in a group of its own,
+			// marked: found again below self.
+			name:   "ended",
+			parent: Process{Pid: 20, PPID: 10, PGRP: 10, Start: 6},
+			after:  func(tab Table) { delete(tab, 20) },
+			marked: true,
+			want:   true,
+		},
+		{
+			// A process entered from outside (kubectl exec) and its
+			// child, unmarked; pid 20 goes to a new worker of the main
+			// process, which must not make 30 one.
+			name:   "pid reused",
+			parent: Process{Pid: 20, PGRP: 20, Start: 6},
+			after:  func(tab Table) { tab[20] = Process{Pid: 20, PPID: 10, PGRP: 10, Start: 9} },
+			want:   false,
+		},
+	} {
+		tab := Table{
+			1:  {Pid: 1},
+			10: {Pid: 10, PPID: 1, PGRP: 10, Start: 5},
+			20: c.parent,
+		}
+		sender := Process{Pid: 30, PPID: 20, PGRP: 30, Start: 7}
+		tab[30] = sender
+		reads := 0
+		read := func(pid int) (Process, error) {
+			if reads++; reads == 1 {
+				c.after(tab)
+				tab[30] = Process{Pid: 30, PPID: 1, PGRP: 30, Start: 7}
+			}
+			p, ok := tab[pid]
+			if !ok {
+				return Process{}, unix.ESRCH
+			}
+			return p, nil
+		}
+		if got := member(sender, self, main, read, func(int) bool { return c.marked }); got != c.want {
+			t.Errorf("%s: member = %v, want %v", c.name, got, c.want)
+		}
+	}
+	reused := func(pid int) (Process, error) {
+		if pid == 30 {
+			return Process{Pid: 30, PPID: 1, Start: 8}, nil
+		}
+		return Process{}, unix.ESRCH
+	}
+	if member(Process{Pid: 30, PPID: 20, PGRP: 30, Start: 7}, self, main, reused, func(int) bool { return true }) {
+		t.Error("a process whose own pid was reused is a member")
+	}
+}
+
+// FuzzMember: Member, which reads a process's ancestors, agrees with
+// Generation, which reads the whole table, on any tree of processes.
+func FuzzMember(f *testing.F) {
+	f.Add([]byte("\x05\x01\x02\x03\x04\x05\x06\x07\x08\x09\x0a\x0b\x0c"), uint8(1), uint8(2), uint64(0xf0))
+	f.Add([]byte("\x10\x00\x00\x01\x01\x02\x02\x03\x03"), uint8(0), uint8(0), uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, selfAt, mainAt uint8, marks uint64) {
+		tab, order := fuzzTree(b)
+		if len(order) < 2 {
+			return
+		}
+		self, main := order[int(selfAt)%len(order)], order[int(mainAt)%len(order)]
+		if self == main {
+			return
+		}
+		marked := func(pid int) bool { return marks>>(pid%64)&1 == 1 }
+		read := func(pid int) (Process, error) {
+			if p, ok := tab[pid]; ok {
+				return p, nil
+			}
+			return Process{}, unix.ESRCH
+		}
+		gen := pids(tab.generation(self, main, true, marked))
+		for _, pid := range order {
+			if got, want := member(tab[pid], self, main, read, marked), slices.Contains(gen, pid); got != want {
+				t.Fatalf("member(%d) = %v, Generation has it: %v; self %d, main %d, table %v", pid, got, want, self, main, tab)
+			}
+		}
+	})
+}
+
+// fuzzTree makes a table of processes from b, two bytes each: which
+// earlier process is its parent (or none in the table), and its group.
+// Pids are not in the order of start, as after pids wrap; a parent
+// starts before its children or in the same tick.
+func fuzzTree(b []byte) (Table, []int) {
+	tab := Table{}
+	var order []int
+	for i := 0; i+1 < len(b) && len(order) < 40; i += 2 {
+		pid := 2 + (len(order)*37)%97
+		p := Process{Pid: pid, PGRP: pid, Start: uint64(len(order))}
+		if at := int(b[i]) % (len(order) + 1); at < len(order) {
+			parent := tab[order[at]]
+			p.PPID, p.Start = parent.Pid, parent.Start+uint64(b[i]%2)
+		}
+		switch g := int(b[i+1]) % 3; {
+		case g == 1 && p.PPID != 0:
+			p.PGRP = tab[p.PPID].PGRP
+		case g == 2 && len(order) > 0:
+			p.PGRP = order[int(b[i+1])%len(order)]
+		}
+		tab[pid] = p
+		order = append(order, pid)
+	}
+	return tab, order
+}
