@@ -7,6 +7,7 @@ import (
 	"slices"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tini-hot/tini-hot/internal/wait"
 	"golang.org/x/sys/unix"
@@ -67,6 +68,23 @@ func TestDescendants(t *testing.T) {
 	})
 	if got[0].Pid != cmd.Process.Pid {
 		t.Fatalf("Descendants = %v, want the shell %d first and its two sleeps", pids(got), cmd.Process.Pid)
+	}
+}
+
+// TestDescendantsLoop: a table read while pids were reused may show a
+// loop (the root's parent is its own descendant); each process is listed
+// once and the walk ends.
+func TestDescendantsLoop(t *testing.T) {
+	tab := Table{5: {Pid: 5, PPID: 9}, 7: {Pid: 7, PPID: 5}, 9: {Pid: 9, PPID: 7}}
+	got := make(chan []int, 1)
+	go func() { got <- pids(tab.Descendants(5)) }()
+	select {
+	case ds := <-got:
+		if !slices.Equal(ds, []int{7, 9}) {
+			t.Fatalf("Descendants(5) = %v, want [7 9]", ds)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Descendants of a loop did not return")
 	}
 }
 
