@@ -201,3 +201,45 @@ func TestCrashLoopGivesUp(t *testing.T) {
 	}
 	t.Logf("crash loop: %d restarts, gave up with status %d after %v", restarts, code, took.Round(time.Millisecond))
 }
+
+// TestReloadLeftovers: what an old generation leaves behind when its main
+// process ends (a setsid child; a child that ignores SIGTERM) gets the
+// drain signal then, and SIGKILL at the drain deadline: after 3 reloads
+// only the serving generation's remain. Before, they lived on until the
+// container's end, more with each reload.
+func TestReloadLeftovers(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			addr := freeAddr(t)
+			p := startInit(t, initBin{"tini-hot", tiniHot}, m, nil, initArgs(m,
+				"-l", "http=tcp://"+addr, "--ready", "notify", "--drain-timeout", "2s", "--kill-timeout", "1s", "--", "sh", "-c",
+				`setsid sleep 600 & sh -c 'trap "" TERM; exec sleep 601' & exec "$0"`, demo)...)
+			// left counts the processes below tini-hot running sleep N.
+			left := func(n string) int {
+				c := 0
+				for pid := range descendants(p.initPid()) {
+					if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && string(b) == "sleep\x00"+n+"\x00" {
+						c++
+					}
+				}
+				return c
+			}
+			waitFor(t, "generation 1's two sleeps", func() (int, bool) { return left("600") + left("601"), left("600") == 1 && left("601") == 1 })
+			for i := 2; i <= 4; i++ {
+				if out, code := p.reloadWithin(30*time.Second, "--wait-drained"); code != 0 || out != fmt.Sprintf("generation %d drained, generation %d serving", i-1, i) && out != fmt.Sprintf("generation %d serving", i) {
+					t.Fatalf("reload %d: status %d: %s", i, code, out)
+				}
+			}
+			waitFor(t, "the old generations' setsid sleeps to end", func() (int, bool) { return left("600"), left("600") == 1 })
+			waitFor(t, "the old generations' deaf sleeps to be killed at their drain deadline", func() (int, bool) { return left("601"), left("601") == 1 })
+			if !strings.Contains(p.stderr.String(), "drain timeout: killed what the generation left") {
+				t.Errorf("no warning about the killed leftovers:\n%s", p.stderr)
+			}
+			p.signal(syscall.SIGTERM)
+			if code := p.wait(); code != 0 {
+				t.Errorf("exit %d after SIGTERM, want the demo's 0", code)
+			}
+		})
+	}
+}

@@ -45,6 +45,11 @@
 // a restart is a generation started in place of the serving one
 // (restart.go), decided when the serving generation's exit is reaped.
 //
+// When an old generation, or a failed one, ends during its drain, the
+// processes it left (found by their marker) get the drain signal, and
+// SIGKILL at its drain deadline; so do a crashed one's when it is
+// restarted.
+//
 // When the serving generation exits and other processes remain (orphans it
 // left, daemons it started, setsid grandchildren), each gets SIGTERM, and
 // SIGKILL once [Options.KillTimeout] has passed; generations still

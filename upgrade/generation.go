@@ -60,6 +60,7 @@ type generation struct {
 	// started once more. oom: the OOM killer ended its main process.
 	reload, replacing, retry, oom bool
 	drainStart                    time.Time // when it got the drain signal
+	deadline                      time.Time // its drain deadline, once armed
 	requested                     time.Time // when the reload it serves was asked for
 	notify                        notifier
 	check                         int // pid of the running exec readiness check, 0 if none
@@ -274,6 +275,7 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 		s.failed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
 	case g.state == stateDraining:
 		g.state = stateExited
+		s.leftovers(g)
 		for _, w := range g.drainWaiters {
 			w.answer(s.current.number, nil)
 		}
@@ -284,11 +286,37 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 		if g.state != stateFailed {
 			g.state = stateExited
 		}
+		s.leftovers(g)
 	}
 	s.forget()
 	if !s.ending() && !s.busy() && len(s.draining()) == 0 {
 		s.releaseMemory() // a reload is over, done or failed
 	}
+}
+
+// leftovers ends what g left when its main process ended before its
+// drain deadline (an old generation, a failed one being retired, a
+// crashed one being restarted): a worker that outlives it, a daemon it
+// started, a readiness check that hangs. They get the drain signal now,
+// and SIGKILL at the deadline, as the main process would have; before,
+// those of old and failed generations lived on until the container's end,
+// more with each reload. During a shutdown the end sweeps them instead.
+func (s *Supervisor) leftovers(g *generation) {
+	if g.deadline.IsZero() || s.ending() {
+		return
+	}
+	left := s.tree(s.sys.procs(), g)
+	if len(left) == 0 {
+		return
+	}
+	killIn := max(g.deadline.Sub(s.sys.now()), 0)
+	s.log.Info("generation ended: the processes it left get the drain signal", "generation", g.number, "processes", len(left), "kill_in", killIn)
+	s.sys.signal(left, s.opts.DrainSignal)
+	g.arm(s.after(killIn, func() {
+		if n := s.killTree(g); n > 0 {
+			s.log.Warn("drain timeout: killed what the generation left", "generation", g.number, "processes", n)
+		}
+	}))
 }
 
 // send signals g's main process, or its group with SignalGroup. A

@@ -151,6 +151,54 @@ func TestMaxDraining(t *testing.T) {
 	h.wantState("exited", "exited", "draining", "draining", "serving")
 }
 
+// TestLeftovers: what an old generation leaves when its main process
+// ends before the drain deadline (a worker, a daemon) gets the drain
+// signal then, and SIGKILL at that deadline; so does what a failed one
+// leaves (its readiness check, hung).
+func TestLeftovers(t *testing.T) {
+	opts := notifyOpts()
+	h := serving(t, opts)
+	h.os.mu.Lock()
+	h.os.extra[1] = []int{150}
+	h.os.extra[3] = []int{160}
+	h.os.mu.Unlock()
+	// deadline checks that pid gets SIGKILL after d and not before.
+	deadline := func(pid int, d time.Duration) {
+		t.Helper()
+		mark := h.os.mark()
+		h.advance(d - time.Millisecond)
+		if h.os.hit(pid, unix.SIGKILL, mark) {
+			t.Fatalf("%d killed before its generation's drain deadline", pid)
+		}
+		h.advance(time.Millisecond)
+		if !h.os.hit(pid, unix.SIGKILL, mark) {
+			t.Fatalf("%d not killed at its generation's drain deadline", pid)
+		}
+	}
+	h.upgrade(2, 101)
+	h.advance(10 * time.Second)
+	mark := h.os.mark()
+	h.exits(true, exited(100, 0)) // generation 1 drained, 20 s early
+	if !h.os.hit(150, unix.SIGTERM, mark) {
+		t.Error("what generation 1 left did not get the drain signal when it ended")
+	}
+	deadline(150, opts.DrainTimeout-10*time.Second)
+
+	r := h.reload(context.Background())
+	h.advance(opts.ReadyTimeout) // generation 3 fails, and is told to drain
+	if res := h.answer(r); res.err == nil {
+		t.Fatalf("reload to a generation never ready: %+v", res)
+	}
+	h.advance(5 * time.Second)
+	mark = h.os.mark()
+	h.exits(true, exited(102, 0))
+	if !h.os.hit(160, unix.SIGTERM, mark) {
+		t.Error("what failed generation 3 left did not get the drain signal when it ended")
+	}
+	deadline(160, opts.DrainTimeout-5*time.Second)
+	h.wantState("exited", "serving", "failed")
+}
+
 // TestPidReuse: a generation's drain deadline never fires after it has
 // exited, and a pid reused by a new generation is that generation's: its
 // exit is not credited to the old one, and the old one's timer does not

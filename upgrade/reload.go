@@ -237,6 +237,7 @@ func (s *Supervisor) drain(g *generation) {
 // armDrainDeadline arms g's drain deadline: SIGKILL to its whole tree then,
 // unless its main process has ended by itself.
 func (s *Supervisor) armDrainDeadline(g *generation) {
+	g.deadline = s.sys.now().Add(s.opts.DrainTimeout)
 	g.arm(s.after(s.opts.DrainTimeout, func() {
 		if g.exited {
 			return

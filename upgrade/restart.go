@@ -100,10 +100,8 @@ func (s *Supervisor) crashed(g *generation, e reaper.Exit) {
 		return
 	}
 	s.restarts++
-	if left := s.tree(s.sys.procs(), g); len(left) > 0 {
-		s.sys.signal(left, s.opts.DrainSignal)
-		g.arm(s.after(s.opts.DrainTimeout, func() { s.killTree(g) }))
-	}
+	g.deadline = now.Add(s.opts.DrainTimeout)
+	s.leftovers(g)
 	if up := s.upgrading; up != nil {
 		s.log.Warn("serving generation ended: the upgrade in progress takes over", "generation", g.number, "how", e.String(), "next", up.number)
 		s.current, s.upgrading = up, nil
