@@ -92,6 +92,9 @@ type fakeOS struct {
 	signals   []sent        // through the process table
 	extra     map[int][]int // more processes of generation N
 	others    []int         // processes below the supervisor not in any generation
+	// kids, when set, are the processes the supervisor adopted; otherwise
+	// every process of the fake table is, exited or not.
+	kids []int
 	// The container's memory, what it was when the cgroup was opened,
 	// and each pid's anonymous memory.
 	mem    usage.Memory
@@ -188,6 +191,19 @@ func (o *fakeOS) member(gen, pid, sender int) bool {
 	o.members++
 	o.mu.Unlock()
 	return slices.ContainsFunc(o.tree(pid, gen, true), func(p proctree.Process) bool { return p.Pid == sender })
+}
+
+func (o *fakeOS) adopted() ([]int, error) {
+	if o.kids != nil {
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return slices.Clone(o.kids), nil
+	}
+	var out []int
+	for _, p := range o.othersList() {
+		out = append(out, p.Pid)
+	}
+	return out, nil
 }
 
 type fakeProcs struct{ o *fakeOS }

@@ -52,6 +52,7 @@ func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 		notify:    func(string) (notifier, error) { return fakeNotifier{}, nil },
 		procs:     h.os.procs,
 		member:    h.os.member,
+		adopted:   h.os.adopted,
 		signal:    h.os.signal,
 		cgroup:    "v2",
 		memory:    h.os.memory,

@@ -199,6 +199,36 @@ func TestLeftovers(t *testing.T) {
 	h.wantState("exited", "serving", "failed")
 }
 
+// TestNoLeftoversNoSnapshot: when the supervisor's children are only live
+// generations' main processes, an old generation's end costs no read of
+// the process table, and arms nothing.
+func TestNoLeftoversNoSnapshot(t *testing.T) {
+	h := serving(t, notifyOpts())
+	h.upgrade(2, 101)
+	h.os.mu.Lock()
+	h.os.kids = []int{101}
+	before := h.os.snapshots
+	h.os.mu.Unlock()
+	h.exits(true, exited(100, 0))
+	h.os.mu.Lock()
+	took := h.os.snapshots - before
+	h.os.kids = []int{101, 150} // a stranger now: looked for
+	h.os.mu.Unlock()
+	if took != 0 {
+		t.Errorf("%d snapshots at the end of a generation that left nothing, want 0", took)
+	}
+	h.upgrade(3, 102)
+	h.os.mu.Lock()
+	before = h.os.snapshots
+	h.os.mu.Unlock()
+	h.exits(true, exited(101, 0))
+	h.os.mu.Lock()
+	defer h.os.mu.Unlock()
+	if took := h.os.snapshots - before; took != 1 {
+		t.Errorf("%d snapshots at the end of a generation with a stranger below tini-hot, want 1", took)
+	}
+}
+
 // TestPidReuse: a generation's drain deadline never fires after it has
 // exited, and a pid reused by a new generation is that generation's: its
 // exit is not credited to the old one, and the old one's timer does not

@@ -33,6 +33,10 @@ type sys struct {
 	// member reports whether process sender belongs to generation gen,
 	// whose main process pid is alive.
 	member func(gen, pid, sender int) bool
+	// adopted lists the children of the supervisor's main thread, which
+	// adopts orphans; only it reaps them, so the list is whole when read
+	// between two reaps (proctree.Adopted).
+	adopted func() ([]int, error)
 	// signal sends sig to each of ps that is still the same process and
 	// returns how many.
 	signal func(ps []proctree.Process, sig unix.Signal) int
@@ -119,6 +123,9 @@ func osSys(self int, init bool, c *usage.Container) sys {
 			return table{t: t, self: self, init: init}
 		},
 		member: newMembers(self).member,
+		adopted: func() ([]int, error) {
+			return proctree.Adopted(self)
+		},
 		signal: proctree.SignalAll,
 		cgroup: c.Version(),
 		memory: c.Memory,

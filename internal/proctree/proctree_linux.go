@@ -2,7 +2,10 @@ package proctree
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
@@ -219,6 +222,30 @@ func hasEnv(pid int, kv string) bool {
 	}
 	env, err := p.Environ()
 	return err == nil && slices.Contains(env, kv)
+}
+
+// Adopted lists the children of process pid's main thread: the orphans
+// it adopted as PID 1 or as a subreaper (the kernel gives them to the
+// first live thread of the process, the main one while it lives, as a Go
+// program's always does), and the children that thread forked. An error
+// means the kernel has no such file (CONFIG_PROC_CHILDREN). The kernel
+// documents the list as unreliable while children are reaped meanwhile
+// (one may then hide another), so only the process that reaps them may
+// trust it, and only between two reaps: tini-hot's supervisor. It costs
+// one small read, not a read per process of the table.
+func Adopted(pid int) ([]int, error) {
+	p := strconv.Itoa(pid)
+	b, err := os.ReadFile("/proc/" + p + "/task/" + p + "/children")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, f := range strings.Fields(string(b)) {
+		if c, err := strconv.Atoi(f); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out, nil
 }
 
 // StartTime reads the start time of the process that has pid now, in

@@ -5,6 +5,8 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -287,4 +289,43 @@ func fuzzTree(b []byte) (Table, []int) {
 		order = append(order, pid)
 	}
 	return tab, order
+}
+
+// TestAdopted: as a subreaper, this process adopts a shell's background
+// sleep when the shell exits, and lists it; a child it reaped is gone.
+func TestAdopted(t *testing.T) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	out, err := exec.Command("sh", "-c", "sleep 30 >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := strconv.Atoi(strings.TrimSpace(string(out)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = unix.Kill(orphan, unix.SIGKILL)
+		var ws unix.WaitStatus
+		_, _ = unix.Wait4(orphan, &ws, 0, nil)
+	}()
+	kids, err := Adopted(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(kids, orphan) {
+		t.Fatalf("Adopted = %v, want the orphan %d", kids, orphan)
+	}
+	if err := unix.Kill(orphan, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var ws unix.WaitStatus
+	if _, err := unix.Wait4(orphan, &ws, 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if kids, _ := Adopted(os.Getpid()); slices.Contains(kids, orphan) {
+		t.Fatalf("Adopted = %v after %d was reaped", kids, orphan)
+	}
 }
