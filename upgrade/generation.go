@@ -334,8 +334,10 @@ func (s *Supervisor) strangers() bool {
 		return true
 	}
 	return slices.ContainsFunc(kids, func(pid int) bool {
+		// The readiness check of a generation that has ended is left
+		// over too (a hung one outlives its generation).
 		g, _ := s.owner(pid)
-		return g == nil
+		return g == nil || g.exited
 	})
 }
 

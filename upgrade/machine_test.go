@@ -229,6 +229,35 @@ func TestNoLeftoversNoSnapshot(t *testing.T) {
 	}
 }
 
+// TestHungCheckEnded: the first generation's readiness check hangs, so it
+// is overdue and a reload replaces it; once it has drained, its hung
+// check, a child tini-hot started, gets the drain signal, and SIGKILL at
+// the drain deadline.
+func TestHungCheckEnded(t *testing.T) {
+	opts := notifyOpts()
+	opts.Ready = Readiness{Mode: ReadyExec, Command: []string{"check"}}
+	h := newHarness(t, opts)
+	h.advance(opts.ReadyTimeout) // generation 1 (100) overdue, its check (101) hung
+	r := h.reload(context.Background())
+	h.exits(true, exited(103, 0)) // generation 2 (102) ready by its check
+	if res := h.answer(r); res.gen != 2 {
+		t.Fatalf("reload: %+v", res)
+	}
+	h.os.mu.Lock()
+	h.os.kids = []int{101, 102}
+	h.os.extra[1] = []int{101} // the check has generation 1's marker
+	h.os.mu.Unlock()
+	mark := h.os.mark()
+	h.exits(true, exited(100, 0))
+	if !h.os.hit(101, unix.SIGTERM, mark) {
+		t.Error("the hung check of a drained generation did not get the drain signal")
+	}
+	h.advance(opts.DrainTimeout)
+	if !h.os.hit(101, unix.SIGKILL, mark) {
+		t.Error("the hung check of a drained generation was not killed at its deadline")
+	}
+}
+
 // TestPidReuse: a generation's drain deadline never fires after it has
 // exited, and a pid reused by a new generation is that generation's: its
 // exit is not credited to the old one, and the old one's timer does not
