@@ -79,18 +79,37 @@ func TestNotifySocket(t *testing.T) {
 	}
 }
 
-// TestNotifyFdsDropped: fds attached to a notify message (sd_notify's
-// FDSTORE=1, or any process of the generation) never land in tini-hot:
-// the control buffer holds the sender's credentials and nothing more, so
-// the kernel discards them.
-func TestNotifyFdsDropped(t *testing.T) {
-	s, out := serveNotify(t, 7)
+// rawNotify serves a notify socket for generation gen until the test
+// ends, and returns its events and a sender that attaches fds to a
+// message, as sd_pid_notify_with_fds does.
+func rawNotify(t *testing.T, gen int) (<-chan notifyEvent, func(msg string, fds ...int)) {
+	t.Helper()
+	s, out := serveNotify(t, gen)
 	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(c)
+	t.Cleanup(func() { unix.Close(c) })
 	to := &unix.SockaddrUnix{Name: s.Env()}
+	return out, func(msg string, fds ...int) {
+		t.Helper()
+		var rights []byte
+		if len(fds) > 0 {
+			rights = unix.UnixRights(fds...)
+		}
+		if err := unix.Sendmsg(c, []byte(msg), rights, to, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestNotifyFdsDropped: fds attached to a notify message (sd_notify's
+// FDSTORE=1, or any process of the generation) never stay in tini-hot:
+// the control buffer holds the sender's credentials and one fd, which is
+// closed at once unless the message is a barrier, and the kernel
+// discards the rest.
+func TestNotifyFdsDropped(t *testing.T) {
+	out, send := rawNotify(t, 7)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -117,11 +136,8 @@ func TestNotifyFdsDropped(t *testing.T) {
 		return n
 	}
 	before := fds()
-	rights := unix.UnixRights(int(r.Fd()), int(w.Fd()), int(r.Fd()), int(w.Fd()))
 	for range 10 {
-		if err := unix.Sendmsg(c, []byte("FDSTORE=1\nREADY=1"), rights, to, 0); err != nil {
-			t.Fatal(err)
-		}
+		send("FDSTORE=1\nREADY=1", int(r.Fd()), int(w.Fd()), int(r.Fd()), int(w.Fd()))
 		select {
 		case ev := <-out:
 			if !ev.notice.ready || ev.sender != os.Getpid() {
@@ -140,16 +156,8 @@ func TestNotifyFdsDropped(t *testing.T) {
 // until the event is released, so that systemd-notify waits until its
 // notices have been handled; any other fd it came with is closed at once.
 func TestNotifyBarrier(t *testing.T) {
-	s, out := serveNotify(t, 7)
-	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(c)
-	to := &unix.SockaddrUnix{Name: s.Env()}
-	if err := unix.Sendto(c, []byte("READY=1"), 0, to); err != nil {
-		t.Fatal(err)
-	}
+	out, send := rawNotify(t, 7)
+	send("READY=1")
 	// As sd_notify_barrier: a pipe's write end goes with the barrier,
 	// and the sender waits for its read end to hang up. A second pipe's
 	// write end goes along, which the protocol forbids.
@@ -160,12 +168,9 @@ func TestNotifyBarrier(t *testing.T) {
 		}
 		defer unix.Close(fds[0])
 	}
-	err = unix.Sendmsg(c, []byte("BARRIER=1"), unix.UnixRights(p[1], extra[1]), to, 0)
+	send("BARRIER=1", p[1], extra[1])
 	unix.Close(p[1])
 	unix.Close(extra[1])
-	if err != nil {
-		t.Fatal(err)
-	}
 	hungUp := func(fd int, wait time.Duration) bool {
 		t.Helper()
 		fds := []unix.PollFd{{Fd: int32(fd)}}
