@@ -235,7 +235,8 @@ func (s *Supervisor) drain(g *generation) {
 }
 
 // armDrainDeadline arms g's drain deadline: SIGKILL to its whole tree then,
-// unless its main process has ended by itself.
+// unless its main process has ended by itself (then what it left is
+// leftovers' to end, by the same deadline).
 func (s *Supervisor) armDrainDeadline(g *generation) {
 	g.deadline = s.sys.now().Add(s.opts.DrainTimeout)
 	g.arm(s.after(s.opts.DrainTimeout, func() {
