@@ -746,6 +746,9 @@ func TestNotifyFlood(t *testing.T) {
 	waitFor(t, "the stranger named in the log", func() (string, bool) {
 		return "", strings.Contains(p.stderr.String(), "outside the generation ignored")
 	})
+	if g, _ := generation(p.status(), 1); g.NoticesIgnored == 0 {
+		t.Errorf("status counts no notice ignored for generation 1: %+v", g)
+	}
 	if out, code := p.reloadWithin(30*time.Second, "--wait-drained"); code != 0 {
 		t.Fatalf("reload during the flood: %d %s", code, out)
 	}

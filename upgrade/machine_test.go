@@ -530,6 +530,9 @@ func TestNoticeFlood(t *testing.T) {
 	if n := strings.Count(log.String(), "ignored=1001"); n != 1 {
 		t.Errorf("no second warning with the count once %v passed:\n%s", ignoredNoticeLogEvery, log.String())
 	}
+	if n := h.gen(1).NoticesIgnored; n != 1001 {
+		t.Errorf("status counts %d notices ignored, want 1001", n)
+	}
 }
 
 // TestNoticeBarrier: a barrier is released when the supervisor handles

@@ -124,6 +124,11 @@ type GenerationStatus struct {
 	AppStatus string `json:"app_status,omitempty"`
 	// OOMKilled: the OOM killer ended its main process.
 	OOMKilled bool `json:"oom_killed,omitempty"`
+	// NoticesIgnored counts the notify messages that would have changed
+	// something (READY=1, a new STATUS=) but came from processes outside
+	// the generation, or from one reaped before it was asked about; the
+	// log names their senders.
+	NoticesIgnored int `json:"notices_ignored,omitempty"`
 	// What its processes use, while its main process lives.
 	*GenerationUsage
 }
@@ -194,7 +199,7 @@ func (s *Supervisor) status() Status {
 		st.Queued = &QueuedStatus{Waiters: len(s.pending), Reason: s.queuedReason()}
 	}
 	for _, g := range s.gens {
-		gs := GenerationStatus{Number: g.number, Pid: g.pid, State: g.state.String(), Started: g.started, Reason: g.reason, AppStatus: g.appStatus, OOMKilled: g.oom}
+		gs := GenerationStatus{Number: g.number, Pid: g.pid, State: g.state.String(), Started: g.started, Reason: g.reason, AppStatus: g.appStatus, OOMKilled: g.oom, NoticesIgnored: g.ignored}
 		gs.Requested, gs.Ready, gs.DrainSignal = timePtr(g.requested), timePtr(g.ready), timePtr(g.drainStart)
 		if g.exited {
 			t := g.ended

@@ -276,4 +276,9 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%s\t%s\t%s\n", g.Number, g.Pid, g.State, g.Started.Format(time.RFC3339), ready, use, strings.TrimSpace(end))
 	}
 	_ = tw.Flush() // writes to w; errors are w's
+	for _, g := range st.Generations {
+		if g.NoticesIgnored > 0 {
+			fmt.Fprintf(w, "generation %d: %d notify messages ignored, from processes outside it (the log names them)\n", g.Number, g.NoticesIgnored)
+		}
+	}
 }

@@ -253,7 +253,7 @@ func TestPrintStatus(t *testing.T) {
 		Pid: 1, State: "running", Reloads: upgrade.ReloadCounters{Requested: 1, Refused: 1},
 		Container: upgrade.ContainerStatus{Cgroup: "v1", MemoryLimitBytes: 96 << 20, MemoryUsageBytes: 60<<20 + 820<<10, OOMKills: 2},
 		Generations: []upgrade.GenerationStatus{
-			{Number: 1, Pid: 13, State: "serving", Started: started, Ready: &ready,
+			{Number: 1, Pid: 13, State: "serving", Started: started, Ready: &ready, NoticesIgnored: 3,
 				GenerationUsage: &upgrade.GenerationUsage{MemoryBytes: 51 << 20, Processes: 1, Threads: 7, FDs: 9, CPUSeconds: 0.25}},
 		},
 	}
@@ -264,6 +264,7 @@ func TestPrintStatus(t *testing.T) {
 		"container: cgroup v1, memory limit 96 MiB, working set 60.8 MiB, 2 OOM kills",
 		"MEMORY  PROCS  THREADS  FDS  CPU",
 		"24ms   51 MiB  1      7        9    0.25s",
+		"generation 1: 3 notify messages ignored, from processes outside it (the log names them)",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
