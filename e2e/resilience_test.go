@@ -243,3 +243,33 @@ func TestReloadLeftovers(t *testing.T) {
 		})
 	}
 }
+
+// TestHungCheckEnded: generation 1's readiness check hangs, so generation 1
+// is overdue; a reload replaces it, and once it has drained, the hung
+// check it left (a child of tini-hot) is ended with it. Before, the check
+// was taken for a live generation's own and lived on.
+func TestHungCheckEnded(t *testing.T) {
+	check := filepath.Join(t.TempDir(), "check")
+	script := "#!/bin/sh\n[ \"$TINI_HOT_GENERATION\" = 1 ] && exec sleep 602\nexit 0\n"
+	if err := os.WriteFile(check, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := startDemo(t, mode{"pid1", true}, "--ready", "exec:"+check, "--ready-timeout", "1s", "--drain-timeout", "2s")
+	hung := func() int {
+		n := 0
+		for pid := range descendants(p.initPid()) {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && string(b) == "sleep\x00602\x00" {
+				n++
+			}
+		}
+		return n
+	}
+	waitFor(t, "generation 1's check to hang", func() (int, bool) { return hung(), hung() == 1 })
+	waitFor(t, "generation 1 to be overdue", func() (string, bool) {
+		return "", strings.Contains(p.stderr.String(), "first generation not ready; reloads go ahead")
+	})
+	if out, code := p.reloadWithin(30*time.Second, "--wait-drained"); code != 0 {
+		t.Fatalf("reload: status %d: %s", code, out)
+	}
+	waitFor(t, "generation 1's hung check to end", func() (int, bool) { return hung(), hung() == 0 })
+}

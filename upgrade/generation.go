@@ -319,25 +319,28 @@ func (s *Supervisor) leftovers(g *generation) {
 	}))
 }
 
-// strangers reports whether tini-hot may have adopted a process: what a
+// strangers reports whether a generation may have left a process below
+// tini-hot. A readiness check that outlived its generation (a hung one)
+// is tini-hot's own child, known from the generation. Anything else a
 // generation leaves is given to tini-hot (PID 1, or a subreaper) the
-// moment its parent ends, before that exit is reaped, so when its main
-// thread, which adopts them, has no child but live generations' main
-// processes and readiness checks, nothing was left below tini-hot (and
-// what is left elsewhere is not tini-hot's to find). One small read, not
-// the whole process table, which a reload would otherwise pay for nothing
+// moment its parent ends, before that exit is reaped, and to its main
+// thread: when that thread has no child but live generations' main
+// processes and checks, nothing else was left below tini-hot (and what
+// is left elsewhere is not tini-hot's to find). One small read, not the
+// whole process table, which a reload would otherwise pay for nothing
 // (150 µs and 100 KB of garbage here). The list is whole: this goroutine
 // is the only reaper, and it is not reaping now. On an error it says yes.
 func (s *Supervisor) strangers() bool {
+	if slices.ContainsFunc(s.gens, func(g *generation) bool { return g.exited && g.check != 0 }) {
+		return true
+	}
 	kids, err := s.sys.adopted()
 	if err != nil {
 		return true
 	}
 	return slices.ContainsFunc(kids, func(pid int) bool {
-		// The readiness check of a generation that has ended is left
-		// over too (a hung one outlives its generation).
 		g, _ := s.owner(pid)
-		return g == nil || g.exited
+		return g == nil
 	})
 }
 
