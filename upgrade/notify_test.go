@@ -1,7 +1,6 @@
 package upgrade
 
 import (
-	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -43,8 +42,10 @@ func FuzzParseNotice(f *testing.F) {
 }
 
 // serveNotify serves a new notify socket for generation gen until the
-// test ends.
-func serveNotify(t *testing.T, gen int) (*notifySocket, <-chan notifyEvent) {
+// test ends, and returns its events and a sender that sends a message to
+// it as sd_pid_notify_with_fds does: from an unconnected socket, with any
+// fds attached.
+func serveNotify(t *testing.T, gen int) (<-chan notifyEvent, func(msg string, fds ...int) error) {
 	t.Helper()
 	s, err := newNotifySocket("tini-hot-test-" + t.Name() + "-" + time.Now().Format("150405.000000000"))
 	if err != nil {
@@ -54,19 +55,26 @@ func serveNotify(t *testing.T, gen int) (*notifySocket, <-chan notifyEvent) {
 	done := make(chan struct{})
 	go s.Serve(gen, out, done)
 	t.Cleanup(func() { close(done); s.Close() })
-	return s, out
+	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Close(c) })
+	to := &unix.SockaddrUnix{Name: s.Env()}
+	return out, func(msg string, fds ...int) error {
+		var rights []byte
+		if len(fds) > 0 {
+			rights = unix.UnixRights(fds...)
+		}
+		return unix.Sendmsg(c, []byte(msg), rights, to, 0)
+	}
 }
 
 // TestNotifySocket sends READY=1 the way sd_notify does and checks that
 // the sender's pid comes with it.
 func TestNotifySocket(t *testing.T) {
-	s, out := serveNotify(t, 7)
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.Env(), Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("READY=1\nSTATUS=up")); err != nil {
+	out, send := serveNotify(t, 7)
+	if err := send("READY=1\nSTATUS=up"); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -79,37 +87,13 @@ func TestNotifySocket(t *testing.T) {
 	}
 }
 
-// rawNotify serves a notify socket for generation gen until the test
-// ends, and returns its events and a sender that attaches fds to a
-// message, as sd_pid_notify_with_fds does.
-func rawNotify(t *testing.T, gen int) (<-chan notifyEvent, func(msg string, fds ...int)) {
-	t.Helper()
-	s, out := serveNotify(t, gen)
-	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { unix.Close(c) })
-	to := &unix.SockaddrUnix{Name: s.Env()}
-	return out, func(msg string, fds ...int) {
-		t.Helper()
-		var rights []byte
-		if len(fds) > 0 {
-			rights = unix.UnixRights(fds...)
-		}
-		if err := unix.Sendmsg(c, []byte(msg), rights, to, 0); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 // TestNotifyFdsDropped: fds attached to a notify message (sd_notify's
 // FDSTORE=1, or any process of the generation) never stay in tini-hot:
 // the control buffer holds the sender's credentials and one fd, which is
 // closed at once unless the message is a barrier, and the kernel
 // discards the rest.
 func TestNotifyFdsDropped(t *testing.T) {
-	out, send := rawNotify(t, 7)
+	out, send := serveNotify(t, 7)
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +121,9 @@ func TestNotifyFdsDropped(t *testing.T) {
 	}
 	before := fds()
 	for range 10 {
-		send("FDSTORE=1\nREADY=1", int(r.Fd()), int(w.Fd()), int(r.Fd()), int(w.Fd()))
+		if err := send("FDSTORE=1\nREADY=1", int(r.Fd()), int(w.Fd()), int(r.Fd()), int(w.Fd())); err != nil {
+			t.Fatal(err)
+		}
 		select {
 		case ev := <-out:
 			if !ev.notice.ready || ev.sender != os.Getpid() {
@@ -156,8 +142,10 @@ func TestNotifyFdsDropped(t *testing.T) {
 // until the event is released, so that systemd-notify waits until its
 // notices have been handled; any other fd it came with is closed at once.
 func TestNotifyBarrier(t *testing.T) {
-	out, send := rawNotify(t, 7)
-	send("READY=1")
+	out, send := serveNotify(t, 7)
+	if err := send("READY=1"); err != nil {
+		t.Fatal(err)
+	}
 	// As sd_notify_barrier: a pipe's write end goes with the barrier,
 	// and the sender waits for its read end to hang up. A second pipe's
 	// write end goes along, which the protocol forbids.
@@ -168,9 +156,12 @@ func TestNotifyBarrier(t *testing.T) {
 		}
 		defer unix.Close(fds[0])
 	}
-	send("BARRIER=1", p[1], extra[1])
+	err := send("BARRIER=1", p[1], extra[1])
 	unix.Close(p[1])
 	unix.Close(extra[1])
+	if err != nil {
+		t.Fatal(err)
+	}
 	hungUp := func(fd int, wait time.Duration) bool {
 		t.Helper()
 		fds := []unix.PollFd{{Fd: int32(fd)}}
@@ -207,17 +198,12 @@ func TestNotifyBarrier(t *testing.T) {
 // TestNotifyPaced: a sender in a loop is read at most notifyPaceCount
 // datagrams per notifyPaceWindow, and loses nothing: its sends wait.
 func TestNotifyPaced(t *testing.T) {
-	s, out := serveNotify(t, 7)
-	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: s.Env(), Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	out, send := serveNotify(t, 7)
 	const n = 3*notifyPaceCount + notifyPaceCount/2
 	sent := make(chan error, 1)
 	go func() {
 		for i := range n {
-			if _, err := c.Write([]byte("STATUS=" + strconv.Itoa(i))); err != nil {
+			if err := send("STATUS=" + strconv.Itoa(i)); err != nil {
 				sent <- err
 				return
 			}
