@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -274,6 +275,18 @@ func descendants(root int) map[int]string {
 		}
 	}
 	return out
+}
+
+// running counts the processes below root whose command line is argv.
+func running(root int, argv ...string) int {
+	want := strings.Join(argv, "\x00") + "\x00"
+	n := 0
+	for pid := range descendants(root) {
+		if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && string(b) == want {
+			n++
+		}
+	}
+	return n
 }
 
 // readFile returns the content of path, or "" if it does not exist yet.

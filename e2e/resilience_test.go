@@ -216,23 +216,18 @@ func TestReloadLeftovers(t *testing.T) {
 				"-l", "http=tcp://"+addr, "--ready", "notify", "--drain-timeout", "2s", "--kill-timeout", "1s", "--", "sh", "-c",
 				`setsid sleep 600 & sh -c 'trap "" TERM; exec sleep 601' & exec "$0"`, demo)...)
 			// left counts the processes below tini-hot running sleep N.
-			left := func(n string) int {
-				c := 0
-				for pid := range descendants(p.initPid()) {
-					if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && string(b) == "sleep\x00"+n+"\x00" {
-						c++
-					}
-				}
-				return c
-			}
-			waitFor(t, "generation 1's two sleeps", func() (int, bool) { return left("600") + left("601"), left("600") == 1 && left("601") == 1 })
+			left := func(n string) int { return running(p.initPid(), "sleep", n) }
+			waitFor(t, "generation 1's two sleeps", func() ([2]int, bool) {
+				n := [2]int{left("600"), left("601")}
+				return n, n == [2]int{1, 1}
+			})
 			for i := 2; i <= 4; i++ {
 				if out, code := p.reloadWithin(30*time.Second, "--wait-drained"); code != 0 || out != fmt.Sprintf("generation %d drained, generation %d serving", i-1, i) && out != fmt.Sprintf("generation %d serving", i) {
 					t.Fatalf("reload %d: status %d: %s", i, code, out)
 				}
 			}
-			waitFor(t, "the old generations' setsid sleeps to end", func() (int, bool) { return left("600"), left("600") == 1 })
-			waitFor(t, "the old generations' deaf sleeps to be killed at their drain deadline", func() (int, bool) { return left("601"), left("601") == 1 })
+			waitFor(t, "the old generations' setsid sleeps to end", func() (int, bool) { n := left("600"); return n, n == 1 })
+			waitFor(t, "the old generations' deaf sleeps to be killed at their drain deadline", func() (int, bool) { n := left("601"); return n, n == 1 })
 			if !strings.Contains(p.stderr.String(), "drain timeout: killed what the generation left") {
 				t.Errorf("no warning about the killed leftovers:\n%s", p.stderr)
 			}
@@ -255,21 +250,13 @@ func TestHungCheckEnded(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := startDemo(t, mode{"pid1", true}, "--ready", "exec:"+check, "--ready-timeout", "1s", "--drain-timeout", "2s")
-	hung := func() int {
-		n := 0
-		for pid := range descendants(p.initPid()) {
-			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && string(b) == "sleep\x00602\x00" {
-				n++
-			}
-		}
-		return n
-	}
-	waitFor(t, "generation 1's check to hang", func() (int, bool) { return hung(), hung() == 1 })
+	hung := func() int { return running(p.initPid(), "sleep", "602") }
+	waitFor(t, "generation 1's check to hang", func() (int, bool) { n := hung(); return n, n == 1 })
 	waitFor(t, "generation 1 to be overdue", func() (string, bool) {
 		return "", strings.Contains(p.stderr.String(), "first generation not ready; reloads go ahead")
 	})
 	if out, code := p.reloadWithin(30*time.Second, "--wait-drained"); code != 0 {
 		t.Fatalf("reload: status %d: %s", code, out)
 	}
-	waitFor(t, "generation 1's hung check to end", func() (int, bool) { return hung(), hung() == 0 })
+	waitFor(t, "generation 1's hung check to end", func() (int, bool) { n := hung(); return n, n == 0 })
 }
