@@ -248,13 +248,6 @@ func Adopted(pid int) ([]int, error) {
 	return out, nil
 }
 
-// StartTime reads the start time of the process that has pid now, in
-// clock ticks after boot: with the pid, it names one process for good.
-func StartTime(pid int) (uint64, error) {
-	p, err := Read(pid)
-	return p.Start, err
-}
-
 // Signal sends sig to p if the process with p's pid is still p: it opens
 // a pidfd, compares the start time, and signals through the pidfd.
 // ESRCH means p is gone (or its pid now names another process, which is
@@ -268,7 +261,7 @@ func Signal(p Process, sig unix.Signal) error {
 	defer unix.Close(fd)
 	// The pidfd now pins the process that had the pid when it was opened;
 	// if that is not the snapshot's process, the pid was reused.
-	if start, err := StartTime(p.Pid); err != nil || start != p.Start {
+	if now, err := Read(p.Pid); err != nil || now.Start != p.Start {
 		return fmt.Errorf("signal %d: %w (the pid was reused)", p.Pid, unix.ESRCH)
 	}
 	if err := unix.PidfdSendSignal(fd, sig, nil, 0); err != nil {
