@@ -42,7 +42,7 @@ func TestShort(t *testing.T) {
 		"## Reload latency breakdown", "| READY → drain signal | tini-hot |",
 		"## Data path", "Ratio behind/alone",
 		"## Soak", "| 3 |",
-		"## Memory across reloads", "| Go program, nothing linked | 100 collections |", "| … with tini-hot's libraries linked | 100 collections |", "| tini-hot, the demo, no load | 20 reloads |", "| … with GOMAXPROCS=32 in its environment | 20 reloads |",
+		"## Memory across reloads and probes", "| Go program, nothing linked | 100 collections | ", "| … with tini-hot's libraries linked | 100 collections | ", "| tini-hot, the demo, no load | 20 reloads | ", "| … with GOMAXPROCS=32 in its environment | 20 reloads | ", "| tini-hot, the demo, deploy/k8s's probes | 10 readiness probes, 2 liveness probes, 1 scrapes | ",
 	} {
 		if !strings.Contains(doc, want) {
 			t.Errorf("no %q in:\n%s", want, doc)

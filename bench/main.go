@@ -28,6 +28,7 @@ type options struct {
 	reloads, clients                   int           // per upgrade-method run
 	rounds                             int           // of the upgrade-method runs
 	breakdown, soak, orphans, startups int
+	probes                             int // ticks of deploy/k8s's probes in the memory table
 	soakRequests                       int
 	wakeups, wrk                       time.Duration
 }
@@ -45,12 +46,13 @@ func main() {
 	flag.IntVar(&o.soakRequests, "soak-requests", 1000000, "requests the soak serves, at least")
 	flag.IntVar(&o.orphans, "orphans", 10000, "orphans each init reaps")
 	flag.IntVar(&o.startups, "startups", 200, "start-ups timed per init")
+	flag.IntVar(&o.probes, "probes", 120, "ticks of deploy/k8s's probes, sped up 4 times, in the memory table")
 	flag.DurationVar(&o.wakeups, "wakeups", 10*time.Second, "window for counting idle wake-ups")
 	flag.DurationVar(&o.wrk, "wrk", 5*time.Second, "length of each wrk run")
 	flag.Parse()
 	if o.short {
-		o.duration, o.reloads, o.clients, o.rounds = 4*time.Second, 3, 2, 1
-		o.breakdown, o.soak, o.soakRequests, o.orphans, o.startups = 20, 20, 10000, 1000, 30
+		o.duration, o.reloads, o.clients, o.rounds = 3*time.Second, 3, 2, 1
+		o.breakdown, o.soak, o.soakRequests, o.orphans, o.startups, o.probes = 20, 20, 10000, 1000, 30, 10
 		o.wakeups, o.wrk = 2*time.Second, time.Second
 	}
 	if o.rounds < 1 || o.reloads < 1 || o.clients < 1 {
@@ -103,7 +105,7 @@ func run(o options, out string) error {
 	step("Reload latency breakdown", func() string { return breakdownTable(b, o.breakdown) })
 	step("Data path", func() string { return dataPathTable(b, o.wrk) })
 	step("Soak", func() string { return soakTable(b, o.soak, o.soakRequests, o.clients) })
-	step("Memory across reloads", func() string { return memoryTable(b, o.soak) })
+	step("Memory across reloads and probes", func() string { return memoryTable(b, o.soak, o.probes) })
 
 	head := fmt.Sprintf("# tini-hot benchmarks\n\nWritten by `go run ./bench%s -o %s` on %s, commit %s, in %v.\n\nMachine: %s.\n\n",
 		map[bool]string{true: " -short", false: ""}[o.short], out, began.UTC().Format("2006-01-02 15:04 MST"), rev, time.Since(began).Round(time.Second), machine())

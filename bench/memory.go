@@ -6,7 +6,10 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/tini-hot/tini-hot/upgrade"
 )
 
 // floorCollections is how many garbage collections the memory floor
@@ -14,56 +17,98 @@ import (
 // within the first tenth).
 const floorCollections = 100
 
-// memoryTable sets tini-hot's RssAnon growth across reloads beside the
-// growth any Go program of the same libraries pays once its garbage
-// collector has run: bench/floor -collect, without and with the
-// libraries, median of 3 runs each. Each is also read after the first
-// tenth of its work, which tells the Go runtime's one step at its first
-// collections (the floor's) from a growth that would go on with the
-// work.
-func memoryTable(b bins, reloads int) string {
+// probeTick is the pace of the probes in the memory table: deploy/k8s's
+// readiness probe runs every 2 s, its liveness probe every 10 s; here
+// they come 4 times as often, with a scrape every 8 ticks (16 s, sped up
+// the same).
+const probeTick = 500 * time.Millisecond
+
+// memoryTable sets tini-hot's RssAnon growth across reloads, and under
+// deploy/k8s's probes, beside the growth any Go program of the same
+// libraries pays once its garbage collector has run: bench/floor
+// -collect, without and with the libraries, median of 3 runs each. Each
+// is also read after the first tenth of its work, which tells the Go
+// runtime's one step at its first collections (the floor's) from a
+// growth that would go on with the work.
+func memoryTable(b bins, reloads, probes int) string {
 	type row struct {
-		name, work         string
-		idle, tenth, after int
-		err                error
+		name, work               string
+		idle, tenth, after, high int
+		err                      error
 	}
 	var rows []row
 	for _, f := range []struct{ name, path string }{
 		{"Go program, nothing linked", b.floor},
 		{"… with tini-hot's libraries linked", b.floorLibs},
 	} {
-		r := row{name: f.name, work: fmt.Sprintf("%d collections", floorCollections)}
+		r := row{name: f.name, work: fmt.Sprintf("%d collections", floorCollections), high: -1}
 		r.idle, r.tenth, r.after, r.err = floorGrowth(f.path)
 		rows = append(rows, r)
 	}
-	for _, t := range []struct {
-		name string
-		env  []string
-	}{
-		{"tini-hot, the demo, no load", nil},
-		// The Go runtime makes a processor per CPU: what a node of 32
-		// CPUs and a pod with no CPU limit would give it.
-		{"… with GOMAXPROCS=32 in its environment", []string{"GOMAXPROCS=32"}},
-	} {
-		r := row{name: t.name, work: fmt.Sprintf("%d reloads", reloads)}
-		r.idle, r.tenth, r.after, r.err = reloadGrowth(b, reloads, t.env...)
-		rows = append(rows, r)
+	// The instances of tini-hot run side by side: each is read alone,
+	// and most of the time is spent waiting for them to settle.
+	th := []row{
+		{name: "tini-hot, the demo, no load", work: fmt.Sprintf("%d reloads", reloads)},
+		{name: "… with GOMAXPROCS=32 in its environment", work: fmt.Sprintf("%d reloads", reloads)},
+		{name: "tini-hot, the demo, deploy/k8s's probes", work: fmt.Sprintf("%d readiness probes, %d liveness probes, %d scrapes", probes, (probes+4)/5, (probes+4)/8)},
 	}
+	var wg sync.WaitGroup
+	wg.Go(func() { r := &th[0]; r.idle, r.tenth, r.after, r.high, r.err = reloadGrowth(b, reloads) })
+	// The Go runtime makes a processor per CPU: what a node of 32 CPUs
+	// and a pod with no CPU limit would give it.
+	wg.Go(func() {
+		r := &th[1]
+		r.idle, r.tenth, r.after, r.high, r.err = reloadGrowth(b, reloads, "GOMAXPROCS=32")
+	})
+	wg.Go(func() { r := &th[2]; r.idle, r.tenth, r.after, r.high, r.err = probeGrowth(b, probes) })
+	wg.Wait()
+	rows = append(rows, th...)
 
 	var t strings.Builder
-	fmt.Fprintf(&t, "RssAnon before and after. `bench/floor -collect %d` does nothing but run %d garbage collections, each returning freed memory to the system as tini-hot does after a reload (median of 3 runs by growth); "+
-		"tini-hot is read 1 s after it serves, then after back-to-back `tini-hot reload`s, a tenth of them and all of them, each time 1 s after the last drain has ended. "+
+	fmt.Fprintf(&t, "RssAnon before and after. `bench/floor -collect %d` does nothing but run %d garbage collections, each returning freed memory to the system as tini-hot does after a reload (median of 3 runs by growth). "+
+		"tini-hot is read once it has settled after it serves (%v: it gives memory back %v after activity, and READY=1 is some), then after back-to-back `tini-hot reload`s, a tenth of them and all of them, each time 1 s after the last drain has ended; "+
+		"or under deploy/k8s's readiness and liveness probes (`tini-hot probe`) and Prometheus scrapes, %d times as often (a readiness probe every %v, a liveness probe every 5th, a scrape every 8th), read %v after the last; the highest figure is sampled every 50 ms during the work. "+
 		"The floor shows the Go runtime's step at its first collections (the structures its collector keeps for each size class in use); what grows after the first tenth would go on growing with the work; "+
-		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one, two while it subscribes to signals; the application keeps the variable).\n\n", floorCollections, floorCollections)
-	t.WriteString("| program | work | RssAnon before | after a tenth of the work | after all of it | growth | of which in the last nine tenths |\n|---|---|---:|---:|---:|---:|---:|\n")
+		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one, two while it subscribes to signals; the application keeps the variable).\n\n",
+		floorCollections, floorCollections, settled, upgrade.SettleAfter, int(2*time.Second/probeTick), probeTick, settled)
+	t.WriteString("| program | work | RssAnon before | after a tenth of the work | after all of it | growth | of which in the last nine tenths | highest during the work |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		name := r.name
 		if r.err != nil {
 			name += " (error: " + r.err.Error() + ")"
 		}
-		fmt.Fprintf(&t, "| %s | %s | %d KiB | %d KiB | %d KiB | %+d KiB | %+d KiB |\n", name, r.work, r.idle, r.tenth, r.after, r.after-r.idle, r.after-r.tenth)
+		high := "—"
+		if r.high >= 0 {
+			high = fmt.Sprintf("%d KiB", r.high)
+		}
+		fmt.Fprintf(&t, "| %s | %s | %d KiB | %d KiB | %d KiB | %+d KiB | %+d KiB | %s |\n", name, r.work, r.idle, r.tenth, r.after, r.after-r.idle, r.after-r.tenth, high)
 	}
 	return t.String()
+}
+
+// settled is how long tini-hot is left alone before its RssAnon is read:
+// its release after activity, and a second for it to finish.
+const settled = upgrade.SettleAfter + time.Second
+
+// highest samples pid's RssAnon every 50 ms until the returned function
+// is called, which returns the highest figure seen.
+func highest(pid int) func() int {
+	stop, done := make(chan struct{}), make(chan int)
+	go func() {
+		high := statusKiB(pid, "RssAnon")
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				high = max(high, statusKiB(pid, "RssAnon"))
+			case <-stop:
+				done <- max(high, statusKiB(pid, "RssAnon"))
+				return
+			}
+		}
+	}()
+	return func() int { close(stop); return <-done }
 }
 
 // floorGrowth runs `path -collect N` 3 times and returns the run of
@@ -86,12 +131,13 @@ func floorGrowth(path string) (idle, tenth, after int, err error) {
 	return runs[1].idle, runs[1].tenth, runs[1].after, nil
 }
 
-// reloadGrowth reads one tini-hot's RssAnon idle, after n/10 reloads and
-// after n; env is added to its environment (and its application's).
-func reloadGrowth(b bins, n int, env ...string) (idle, tenth, after int, err error) {
+// reloadGrowth reads one tini-hot's RssAnon settled, after n/10 reloads
+// and after n, and the highest during the reloads; env is added to its
+// environment (and its application's).
+func reloadGrowth(b bins, n int, env ...string) (idle, tenth, after, high int, err error) {
 	dir, err := os.MkdirTemp("", "tini-hot-bench-")
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	defer os.RemoveAll(dir)
 	srv, err := startTiniHot("demo", env...)(b, freeAddr(), dir)
@@ -99,11 +145,13 @@ func reloadGrowth(b bins, n int, env ...string) (idle, tenth, after int, err err
 		defer srv.stop()
 	}
 	if err != nil {
-		return 0, 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	pid := srv.(*tiniHot).p.pid()
-	time.Sleep(time.Second)
+	time.Sleep(settled)
 	idle = statusKiB(pid, "RssAnon")
+	stop := highest(pid)
+	defer func() { high = stop() }()
 	// reloads runs them, then reads RssAnon once the last drain has
 	// ended with the old generation's exit, and the memory has been
 	// given back right after.
@@ -120,8 +168,65 @@ func reloadGrowth(b bins, n int, env ...string) (idle, tenth, after int, err err
 		return statusKiB(pid, "RssAnon"), nil
 	}
 	if tenth, err = reloads(0, n/10); err != nil {
-		return idle, 0, 0, err
+		return idle, 0, 0, 0, err
 	}
 	after, err = reloads(n/10, n)
-	return idle, tenth, after, err
+	return idle, tenth, after, 0, err
+}
+
+// probeGrowth reads one tini-hot's RssAnon, serving the demo with its
+// metrics endpoint: settled, then under n ticks of deploy/k8s's probes
+// (see probeTick), settled after n/10 and after n, and the highest
+// during the ticks.
+func probeGrowth(b bins, n int) (idle, tenth, after, high int, err error) {
+	dir, err := os.MkdirTemp("", "tini-hot-bench-")
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	defer os.RemoveAll(dir)
+	metrics := freeAddr()
+	srv, err := startTiniHotWith("demo", []string{"--metrics", metrics})(b, freeAddr(), dir)
+	if srv != nil {
+		defer srv.stop()
+	}
+	if err != nil {
+		return 0, 0, 0, 0, err
+	}
+	th := srv.(*tiniHot)
+	pid := th.p.pid()
+	time.Sleep(settled)
+	idle = statusKiB(pid, "RssAnon")
+	probe := func(args ...string) error {
+		out, err := exec.Command(th.bin, append(append([]string{"probe"}, args...), "--control", th.control)...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("tini-hot probe %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	ticks := func(from, to int) (int, error) {
+		stop := highest(pid)
+		for i := from; i < to; i++ {
+			next := time.Now().Add(probeTick)
+			err := probe()
+			if err == nil && i%5 == 0 {
+				err = probe("--liveness")
+			}
+			if err == nil && i%8 == 3 {
+				_, err = answer("http://" + metrics + "/metrics")
+			}
+			if err != nil {
+				high = max(high, stop())
+				return 0, err
+			}
+			time.Sleep(time.Until(next))
+		}
+		high = max(high, stop())
+		time.Sleep(settled)
+		return statusKiB(pid, "RssAnon"), nil
+	}
+	if tenth, err = ticks(0, n/10); err != nil {
+		return idle, 0, 0, high, err
+	}
+	after, err = ticks(n/10, n)
+	return idle, tenth, after, high, err
 }

@@ -46,9 +46,15 @@ type tiniHot struct {
 }
 
 func startTiniHot(app string, env ...string) func(b bins, addr, dir string) (server, error) {
+	return startTiniHotWith(app, nil, env...)
+}
+
+// startTiniHotWith is startTiniHot with more of tini-hot's flags.
+func startTiniHotWith(app string, flags []string, env ...string) func(b bins, addr, dir string) (server, error) {
 	return func(b bins, addr, dir string) (server, error) {
 		control := filepath.Join(dir, "control.sock")
-		argv := []string{b.tiniHot, "-l", "tcp://" + addr, "--ready", "notify", "--control", control, "--"}
+		argv := append([]string{b.tiniHot, "-l", "tcp://" + addr, "--ready", "notify", "--control", control}, flags...)
+		argv = append(argv, "--")
 		if app == "demo" {
 			argv = append(argv, b.demo)
 		} else {

@@ -289,7 +289,7 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 		s.leftovers(g)
 	}
 	s.forget()
-	if !s.ending() && !s.busy() && len(s.draining()) == 0 {
+	if s.quiet() {
 		s.releaseMemory() // a reload is over, done or failed
 	}
 }

@@ -110,13 +110,19 @@ func (h *harness) advance(d time.Duration) {
 }
 
 // signal delivers sig as the reaper would.
-func (h *harness) signal(sig unix.Signal) { h.do(func() { h.s.signal(sig) }) }
+func (h *harness) signal(sig unix.Signal) {
+	h.do(func() {
+		h.s.settle()
+		h.s.signal(sig)
+	})
+}
 
 // exits makes the reaper report these exits, in one batch, with children
 // left or not.
 func (h *harness) exits(children bool, es ...reaper.Exit) {
 	h.do(func() {
 		h.r.exits, h.r.children = es, children
+		h.s.settle()
 		h.s.reap()
 	})
 }
@@ -132,7 +138,10 @@ func killed(pid int, sig unix.Signal) reaper.Exit {
 
 // notify delivers READY=1 from gen's main process.
 func (h *harness) ready(gen, pid int) {
-	h.do(func() { h.s.handleNotice(notifyEvent{gen: gen, sender: pid, notice: notice{ready: true}}) })
+	h.do(func() {
+		h.s.settle()
+		h.s.handleNotice(notifyEvent{gen: gen, sender: pid, notice: notice{ready: true}})
+	})
 }
 
 // reload starts a reload and returns its answer channel once the
@@ -230,6 +239,17 @@ func (h *harness) wantState(states ...string) {
 	}
 	if !slices.Equal(got, states) {
 		h.t.Fatalf("generation states %v, want %v", got, states)
+	}
+}
+
+// wantReleases fails the test unless the supervisor has given memory
+// back want times.
+func (h *harness) wantReleases(want int) {
+	h.t.Helper()
+	h.os.mu.Lock()
+	defer h.os.mu.Unlock()
+	if h.os.releases != want {
+		h.t.Fatalf("%d releases, want %d", h.os.releases, want)
 	}
 }
 

@@ -205,7 +205,12 @@ func (s *script) do(f func()) bool {
 }
 
 // signal delivers sig as the reaper would.
-func (s *script) signal(sig unix.Signal) { s.do(func() { s.h.s.signal(sig) }) }
+func (s *script) signal(sig unix.Signal) {
+	s.do(func() {
+		s.h.s.settle()
+		s.h.s.signal(sig)
+	})
+}
 
 // advance moves the clock by d, firing every timer due on the way, each
 // handled before the next.
@@ -272,6 +277,7 @@ func (s *script) flush() {
 func (s *script) reapBatch(children bool, es ...reaper.Exit) {
 	s.do(func() {
 		s.h.r.exits, s.h.r.children = es, children
+		s.h.s.settle()
 		s.h.s.reap()
 	})
 }
@@ -327,6 +333,7 @@ func (s *script) step(op, arg byte) {
 			h.os.mu.Unlock()
 		}
 		s.do(func() {
+			h.s.settle()
 			h.s.handleNotice(notifyEvent{gen: gen, sender: pid, at: h.clock.Now(), notice: notice{ready: true}})
 		})
 	case opExit:

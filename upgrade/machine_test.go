@@ -601,14 +601,7 @@ func TestReleaseAfterReload(t *testing.T) {
 	opts := notifyOpts()
 	opts.MaxDraining = 2
 	h := serving(t, opts)
-	releases := func(want int) {
-		t.Helper()
-		h.os.mu.Lock()
-		defer h.os.mu.Unlock()
-		if h.os.releases != want {
-			t.Fatalf("%d releases, want %d", h.os.releases, want)
-		}
-	}
+	releases := h.wantReleases
 	h.sync()
 	releases(0)
 	// Two reloads: generations 1 and 2 drain.
@@ -648,6 +641,106 @@ func TestReleaseAfterReload(t *testing.T) {
 	h.exits(false, exited(104, 0))
 	h.ended()
 	releases(3)
+}
+
+// TestReleaseAfterActivity: what is not a reload (a request, a notice, a
+// reaped orphan, a forwarded signal) gives memory back SettleAfter after
+// the first activity since the last release: once however much comes
+// meanwhile, never while idle (no timer is left armed), not while a
+// reload is in progress (its end releases, and that counts), not during
+// the shutdown.
+func TestReleaseAfterActivity(t *testing.T) {
+	h := serving(t, notifyOpts()) // READY=1 was the first activity
+	releases := func(want int) {
+		t.Helper()
+		h.sync()
+		h.wantReleases(want)
+	}
+	armed := func() int {
+		h.clock.mu.Lock()
+		defer h.clock.mu.Unlock()
+		n := 0
+		for _, tm := range h.clock.timers {
+			if !tm.stopped {
+				n++
+			}
+		}
+		return n
+	}
+	ctx := context.Background()
+	releases(0)
+	h.advance(SettleAfter - time.Millisecond)
+	releases(0)
+	h.advance(time.Millisecond)
+	releases(1)
+	h.advance(time.Hour)
+	releases(1)
+	if n := armed(); n != 0 {
+		t.Fatalf("idle with %d timers armed", n)
+	}
+
+	// Requests, a second apart for a minute: one release per
+	// SettleAfter, the first SettleAfter after the first request.
+	for i := range 60 {
+		switch i % 3 {
+		case 0:
+			_, _ = h.s.Probe(ctx, false)
+		case 1:
+			_, _ = h.s.Status(ctx)
+		case 2:
+			_, _ = h.s.Probe(ctx, true)
+		}
+		h.advance(time.Second)
+	}
+	releases(1 + 60/int(SettleAfter/time.Second))
+	h.advance(time.Hour)
+	releases(1 + 60/int(SettleAfter/time.Second))
+	before := 1 + 60/int(SettleAfter/time.Second)
+
+	// A reaped orphan, a forwarded signal, a notice: each is activity.
+	for i, act := range []func(){
+		func() { h.exits(true, exited(555, 0)) },
+		func() { h.signal(unix.SIGUSR1) },
+		func() {
+			h.do(func() {
+				h.s.settle()
+				h.s.handleNotice(notifyEvent{gen: 1, sender: 100, notice: notice{status: "busy"}})
+			})
+		},
+	} {
+		act()
+		h.advance(SettleAfter)
+		releases(before + i + 1)
+	}
+	before += 3
+
+	// During a reload: nothing until its end, which releases once.
+	r := h.reload(ctx)
+	_, _ = h.s.Probe(ctx, false)
+	h.advance(SettleAfter)
+	releases(before)
+	h.ready(2, 101)
+	if res := h.answer(r); res.gen != 2 || res.err != nil {
+		t.Fatalf("reload: %+v", res)
+	}
+	h.advance(SettleAfter)
+	releases(before) // generation 1 still drains
+	h.exits(true, exited(100, 0))
+	releases(before + 1)
+	h.advance(time.Hour)
+	releases(before + 1)
+	if n := armed(); n != 0 {
+		t.Fatalf("idle after the reload with %d timers armed", n)
+	}
+
+	// The shutdown: nothing.
+	_, _ = h.s.Probe(ctx, false)
+	h.signal(unix.SIGTERM)
+	h.advance(SettleAfter)
+	releases(before + 1)
+	h.exits(false, exited(101, 0))
+	h.ended()
+	h.wantReleases(before + 1)
 }
 
 // TestFailingCheckTimers: a first generation whose readiness check never

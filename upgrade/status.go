@@ -164,7 +164,7 @@ type ReloadCounters struct {
 // supervisor's loop, what the container and each live generation use.
 func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 	var st Status
-	if err := s.call(ctx, func() { st = s.status() }); err != nil {
+	if err := s.request(ctx, func() { st = s.status() }); err != nil {
 		return st, err
 	}
 	ps := s.sys.procs() // one snapshot for every generation

@@ -54,9 +54,11 @@ type Supervisor struct {
 	// last OOM kill named.
 	oomSeen uint64
 	// releaseAt is the earliest time tini-hot gives memory back again;
-	// releaseDue is the release waiting for it (see releaseMemory).
+	// releaseDue is the release waiting for it (see releaseMemory);
+	// settleDue is the release activity asked for (see settle).
 	releaseAt  time.Time
 	releaseDue *timer
+	settleDue  *timer
 	// restarts counts the generations started after the serving one
 	// crashed (--restart); crashes are the times of the crashes within
 	// the last RestartWindow.
@@ -145,17 +147,24 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 	s.current = g
 	s.watch(g)
 	for !s.over {
+		// Every event but the supervisor's own timers leaves garbage:
+		// settle before handling it, so that a release the event itself
+		// starts (a reload's end) counts for it.
 		select {
 		case <-s.r.Reapable():
+			s.settle()
 			s.reap()
 		case sig := <-s.r.Terminations():
+			s.settle()
 			s.signal(sig.(unix.Signal))
 		case sig := <-s.r.Signals():
+			s.settle()
 			s.signal(sig.(unix.Signal))
 		case ev := <-s.notices:
+			s.settle()
 			s.handleNotice(ev)
 		case f := <-s.do:
-			f()
+			f() // a timer's, or a request's (see request)
 		}
 	}
 	return s.exit, nil
@@ -183,6 +192,15 @@ func (s *Supervisor) call(ctx context.Context, f func()) error {
 	case <-s.done:
 		return ErrStopped
 	}
+}
+
+// request is call for a client's request (reload, probe, prestop,
+// status): it counts as activity (see settle).
+func (s *Supervisor) request(ctx context.Context, f func()) error {
+	return s.call(ctx, func() {
+		s.settle()
+		f()
+	})
 }
 
 // timer is a timer whose function runs on the owner goroutine, and never
@@ -225,7 +243,7 @@ func (t *timer) Stop() {
 // by says who asks, for the log ("control socket", "--watch PATH").
 func (s *Supervisor) Reload(ctx context.Context, waitDrained bool, by string) (int, error) {
 	w := &waiter{waitDrained: waitDrained, reply: make(chan result, 1)}
-	if err := s.call(ctx, func() {
+	if err := s.request(ctx, func() {
 		s.log.Info("reload requested", "by", by)
 		s.reload(w)
 	}); err != nil {
@@ -256,7 +274,7 @@ func (s *Supervisor) Reload(ctx context.Context, waitDrained bool, by string) (i
 func (s *Supervisor) Probe(ctx context.Context, liveness bool) (int, error) {
 	var gen int
 	var perr error
-	if err := s.call(ctx, func() { gen, perr = s.probe(liveness) }); err != nil {
+	if err := s.request(ctx, func() { gen, perr = s.probe(liveness) }); err != nil {
 		return 0, err
 	}
 	return gen, perr
@@ -268,7 +286,7 @@ func (s *Supervisor) Probe(ctx context.Context, liveness bool) (int, error) {
 func (s *Supervisor) Prestop(ctx context.Context) (int, error) {
 	var gen int
 	var perr error
-	if err := s.call(ctx, func() { gen, perr = s.prestop() }); err != nil {
+	if err := s.request(ctx, func() { gen, perr = s.prestop() }); err != nil {
 		return 0, err
 	}
 	return gen, perr
