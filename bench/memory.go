@@ -23,6 +23,16 @@ const floorCollections = 100
 // the same).
 const probeTick = 500 * time.Millisecond
 
+// readings are one program's RssAnon figures in KiB for the memory
+// table; -1 where the program has none.
+type readings struct {
+	idle    int // before the work: 1 s after tini-hot serves
+	settled int // tini-hot, idle still, once its release after activity has run
+	tenth   int // after a tenth of the work
+	after   int // after all of it
+	high    int // the highest during the work
+}
+
 // memoryTable sets tini-hot's RssAnon growth across reloads, and under
 // deploy/k8s's probes, beside the growth any Go program of the same
 // libraries pays once its garbage collector has run: bench/floor
@@ -32,17 +42,17 @@ const probeTick = 500 * time.Millisecond
 // growth that would go on with the work.
 func memoryTable(b bins, reloads, probes int) string {
 	type row struct {
-		name, work               string
-		idle, tenth, after, high int
-		err                      error
+		name, work string
+		r          readings
+		err        error
 	}
 	var rows []row
 	for _, f := range []struct{ name, path string }{
 		{"Go program, nothing linked", b.floor},
 		{"… with tini-hot's libraries linked", b.floorLibs},
 	} {
-		r := row{name: f.name, work: fmt.Sprintf("%d collections", floorCollections), high: -1}
-		r.idle, r.tenth, r.after, r.err = floorGrowth(f.path)
+		r := row{name: f.name, work: fmt.Sprintf("%d collections", floorCollections)}
+		r.r, r.err = floorGrowth(f.path)
 		rows = append(rows, r)
 	}
 	// The instances of tini-hot run side by side: each is read alone,
@@ -53,35 +63,35 @@ func memoryTable(b bins, reloads, probes int) string {
 		{name: "tini-hot, the demo, deploy/k8s's probes", work: fmt.Sprintf("%d readiness probes, %d liveness probes, %d scrapes", probes, (probes+4)/5, (probes+4)/8)},
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { r := &th[0]; r.idle, r.tenth, r.after, r.high, r.err = reloadGrowth(b, reloads) })
+	wg.Go(func() { th[0].r, th[0].err = reloadGrowth(b, reloads) })
 	// The Go runtime makes a processor per CPU: what a node of 32 CPUs
 	// and a pod with no CPU limit would give it.
-	wg.Go(func() {
-		r := &th[1]
-		r.idle, r.tenth, r.after, r.high, r.err = reloadGrowth(b, reloads, "GOMAXPROCS=32")
-	})
-	wg.Go(func() { r := &th[2]; r.idle, r.tenth, r.after, r.high, r.err = probeGrowth(b, probes) })
+	wg.Go(func() { th[1].r, th[1].err = reloadGrowth(b, reloads, "GOMAXPROCS=32") })
+	wg.Go(func() { th[2].r, th[2].err = probeGrowth(b, probes) })
 	wg.Wait()
 	rows = append(rows, th...)
 
 	var t strings.Builder
 	fmt.Fprintf(&t, "RssAnon before and after. `bench/floor -collect %d` does nothing but run %d garbage collections, each returning freed memory to the system as tini-hot does after a reload (median of 3 runs by growth). "+
-		"tini-hot is read once it has settled after it serves (%v: it gives memory back %v after activity, and READY=1 is some), then after back-to-back `tini-hot reload`s, a tenth of them and all of them, each time 1 s after the last drain has ended; "+
+		"tini-hot is read 1 s after it serves, again %v after it serves (it gives memory back %v after activity, once its RssAnon has grown 512 KiB since its start: READY=1 alone does not do it), then after back-to-back `tini-hot reload`s, a tenth of them and all of them, each time 1 s after the last drain has ended; "+
 		"or under deploy/k8s's readiness and liveness probes (`tini-hot probe`) and Prometheus scrapes, %d times as often (a readiness probe every %v, a liveness probe every 5th, a scrape every 8th), read %v after the last; the highest figure is sampled every 50 ms during the work. "+
+		"The growth is counted from the first reading. "+
 		"The floor shows the Go runtime's step at its first collections (the structures its collector keeps for each size class in use); what grows after the first tenth would go on growing with the work; "+
 		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one, two while it subscribes to signals; the application keeps the variable).\n\n",
 		floorCollections, floorCollections, settled, upgrade.SettleAfter, int(2*time.Second/probeTick), probeTick, settled)
-	t.WriteString("| program | work | RssAnon before | after a tenth of the work | after all of it | growth | of which in the last nine tenths | highest during the work |\n|---|---|---:|---:|---:|---:|---:|---:|\n")
+	t.WriteString("| program | work | RssAnon before | idle still, settled | after a tenth of the work | after all of it | growth | of which in the last nine tenths | highest during the work |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	kib := func(n int) string {
+		if n < 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%d KiB", n)
+	}
 	for _, r := range rows {
 		name := r.name
 		if r.err != nil {
 			name += " (error: " + r.err.Error() + ")"
 		}
-		high := "—"
-		if r.high >= 0 {
-			high = fmt.Sprintf("%d KiB", r.high)
-		}
-		fmt.Fprintf(&t, "| %s | %s | %d KiB | %d KiB | %d KiB | %+d KiB | %+d KiB | %s |\n", name, r.work, r.idle, r.tenth, r.after, r.after-r.idle, r.after-r.tenth, high)
+		fmt.Fprintf(&t, "| %s | %s | %s | %s | %s | %s | %+d KiB | %+d KiB | %s |\n", name, r.work, kib(r.r.idle), kib(r.r.settled), kib(r.r.tenth), kib(r.r.after), r.r.after-r.r.idle, r.r.after-r.r.tenth, kib(r.r.high))
 	}
 	return t.String()
 }
@@ -113,31 +123,30 @@ func highest(pid int) func() int {
 
 // floorGrowth runs `path -collect N` 3 times and returns the run of
 // median growth.
-func floorGrowth(path string) (idle, tenth, after int, err error) {
-	type run struct{ idle, tenth, after int }
-	var runs []run
+func floorGrowth(path string) (readings, error) {
+	var runs []readings
 	for range 3 {
 		out, err := exec.Command(path, "-collect", fmt.Sprint(floorCollections)).Output()
 		if err != nil {
-			return 0, 0, 0, fmt.Errorf("%s -collect: %v", path, err)
+			return readings{}, fmt.Errorf("%s -collect: %v", path, err)
 		}
-		var r run
+		r := readings{settled: -1, high: -1}
 		if _, err := fmt.Sscan(string(out), &r.idle, &r.tenth, &r.after); err != nil {
-			return 0, 0, 0, fmt.Errorf("%s -collect printed %q", path, out)
+			return readings{}, fmt.Errorf("%s -collect printed %q", path, out)
 		}
 		runs = append(runs, r)
 	}
-	slices.SortFunc(runs, func(x, y run) int { return (x.after - x.idle) - (y.after - y.idle) })
-	return runs[1].idle, runs[1].tenth, runs[1].after, nil
+	slices.SortFunc(runs, func(x, y readings) int { return (x.after - x.idle) - (y.after - y.idle) })
+	return runs[1], nil
 }
 
-// reloadGrowth reads one tini-hot's RssAnon settled, after n/10 reloads
-// and after n, and the highest during the reloads; env is added to its
-// environment (and its application's).
-func reloadGrowth(b bins, n int, env ...string) (idle, tenth, after, high int, err error) {
+// reloadGrowth reads one tini-hot's RssAnon 1 s after it serves, settled,
+// after n/10 reloads and after n, and the highest during the reloads;
+// env is added to its environment (and its application's).
+func reloadGrowth(b bins, n int, env ...string) (r readings, err error) {
 	dir, err := os.MkdirTemp("", "tini-hot-bench-")
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return r, err
 	}
 	defer os.RemoveAll(dir)
 	srv, err := startTiniHot("demo", env...)(b, freeAddr(), dir)
@@ -145,13 +154,12 @@ func reloadGrowth(b bins, n int, env ...string) (idle, tenth, after, high int, e
 		defer srv.stop()
 	}
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return r, err
 	}
 	pid := srv.(*tiniHot).p.pid()
-	time.Sleep(settled)
-	idle = statusKiB(pid, "RssAnon")
+	r.idle, r.settled = idle(pid)
 	stop := highest(pid)
-	defer func() { high = stop() }()
+	defer func() { r.high = stop() }()
 	// reloads runs them, then reads RssAnon once the last drain has
 	// ended with the old generation's exit, and the memory has been
 	// given back right after.
@@ -167,21 +175,29 @@ func reloadGrowth(b bins, n int, env ...string) (idle, tenth, after, high int, e
 		time.Sleep(time.Second)
 		return statusKiB(pid, "RssAnon"), nil
 	}
-	if tenth, err = reloads(0, n/10); err != nil {
-		return idle, 0, 0, 0, err
+	if r.tenth, err = reloads(0, n/10); err != nil {
+		return r, err
 	}
-	after, err = reloads(n/10, n)
-	return idle, tenth, after, 0, err
+	r.after, err = reloads(n/10, n)
+	return r, err
+}
+
+// idle reads pid's RssAnon 1 s after it serves, and again once settled.
+func idle(pid int) (first, settledKiB int) {
+	time.Sleep(time.Second)
+	first = statusKiB(pid, "RssAnon")
+	time.Sleep(settled - time.Second)
+	return first, statusKiB(pid, "RssAnon")
 }
 
 // probeGrowth reads one tini-hot's RssAnon, serving the demo with its
-// metrics endpoint: settled, then under n ticks of deploy/k8s's probes
-// (see probeTick), settled after n/10 and after n, and the highest
-// during the ticks.
-func probeGrowth(b bins, n int) (idle, tenth, after, high int, err error) {
+// metrics endpoint: 1 s after it serves and settled, then under n ticks
+// of deploy/k8s's probes (see probeTick), settled after n/10 and after n,
+// and the highest during the ticks.
+func probeGrowth(b bins, n int) (r readings, err error) {
 	dir, err := os.MkdirTemp("", "tini-hot-bench-")
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return r, err
 	}
 	defer os.RemoveAll(dir)
 	metrics := freeAddr()
@@ -190,12 +206,11 @@ func probeGrowth(b bins, n int) (idle, tenth, after, high int, err error) {
 		defer srv.stop()
 	}
 	if err != nil {
-		return 0, 0, 0, 0, err
+		return r, err
 	}
 	th := srv.(*tiniHot)
 	pid := th.p.pid()
-	time.Sleep(settled)
-	idle = statusKiB(pid, "RssAnon")
+	r.idle, r.settled = idle(pid)
 	probe := func(args ...string) error {
 		out, err := exec.Command(th.bin, append(append([]string{"probe"}, args...), "--control", th.control)...).CombinedOutput()
 		if err != nil {
@@ -205,6 +220,7 @@ func probeGrowth(b bins, n int) (idle, tenth, after, high int, err error) {
 	}
 	ticks := func(from, to int) (int, error) {
 		stop := highest(pid)
+		defer func() { r.high = max(r.high, stop()) }()
 		for i := from; i < to; i++ {
 			next := time.Now().Add(probeTick)
 			err := probe()
@@ -215,18 +231,16 @@ func probeGrowth(b bins, n int) (idle, tenth, after, high int, err error) {
 				_, err = answer("http://" + metrics + "/metrics")
 			}
 			if err != nil {
-				high = max(high, stop())
 				return 0, err
 			}
 			time.Sleep(time.Until(next))
 		}
-		high = max(high, stop())
 		time.Sleep(settled)
 		return statusKiB(pid, "RssAnon"), nil
 	}
-	if tenth, err = ticks(0, n/10); err != nil {
-		return idle, 0, 0, high, err
+	if r.tenth, err = ticks(0, n/10); err != nil {
+		return r, err
 	}
-	after, err = ticks(n/10, n)
-	return idle, tenth, after, high, err
+	r.after, err = ticks(n/10, n)
+	return r, err
 }

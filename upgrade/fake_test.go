@@ -100,12 +100,22 @@ type fakeOS struct {
 	mem    usage.Memory
 	opened usage.Memory
 	anon   map[int]uint64
+	// own is the supervisor's own RssAnon (0, unknown, by default), or
+	// ownErr why it cannot be read.
+	own    uint64
+	ownErr error
 }
 
 func (o *fakeOS) release() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.releases++
+}
+
+func (o *fakeOS) ownAnon() (uint64, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.own, o.ownErr
 }
 
 func (o *fakeOS) memory() (usage.Memory, error) {

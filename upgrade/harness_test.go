@@ -59,6 +59,7 @@ func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 		opened:    h.os.openedMemory,
 		figures:   h.os.figures,
 		release:   h.os.release,
+		anon:      h.os.ownAnon,
 	}
 	for _, f := range setup {
 		f(h.os)

@@ -743,6 +743,57 @@ func TestReleaseAfterActivity(t *testing.T) {
 	h.wantReleases(before + 1)
 }
 
+// TestNoReleaseBeforeGrowth: activity gives memory back only once
+// tini-hot's RssAnon has grown by firstCollectionAfter since the start (a
+// first collection would cost the collector's lists, more than a little
+// garbage is worth); a reload's end releases regardless; a figure that
+// cannot be read does not hold releases back.
+func TestNoReleaseBeforeGrowth(t *testing.T) {
+	const start = 1400 << 10
+	ctx := context.Background()
+	lean := func(t *testing.T) *harness {
+		h := newHarness(t, notifyOpts(), func(o *fakeOS) { o.own = start })
+		h.ready(1, 100)
+		h.wantState("serving")
+		return h
+	}
+	own := func(h *harness, n uint64) {
+		h.os.mu.Lock()
+		h.os.own = n
+		h.os.mu.Unlock()
+	}
+	activity := func(t *testing.T, h *harness, want int) {
+		t.Helper()
+		_, _ = h.s.Probe(ctx, false)
+		_, _ = h.s.Status(ctx)
+		h.advance(SettleAfter)
+		h.sync()
+		h.wantReleases(want)
+	}
+	t.Run("grown", func(t *testing.T) {
+		h := lean(t)
+		activity(t, h, 0) // READY=1 and this: nothing
+		own(h, start+firstCollectionAfter-1)
+		activity(t, h, 0)
+		own(h, start+firstCollectionAfter)
+		activity(t, h, 1)
+		activity(t, h, 2)
+	})
+	t.Run("a reload's end", func(t *testing.T) {
+		h := lean(t)
+		h.upgrade(2, 101)
+		h.exits(true, exited(100, 0))
+		h.wantReleases(1)
+	})
+	t.Run("unreadable", func(t *testing.T) {
+		h := lean(t)
+		h.os.mu.Lock()
+		h.os.ownErr = errors.New("no /proc")
+		h.os.mu.Unlock()
+		activity(t, h, 1)
+	})
+}
+
 // TestFailingCheckTimers: a first generation whose readiness check never
 // passes keeps running its check, every execRetry for good; the timers
 // that have fired are not kept (they piled up, 4 a second, for the

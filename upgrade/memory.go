@@ -130,22 +130,30 @@ const SettleAfter = 5 * time.Second
 // collects only once the heap has grown to its goal, and whose pages it
 // then keeps. Measured as PID 1 serving the demo under deploy/k8s's
 // probes (readiness every 2 s, liveness every 10 s) and a scrape every
-// 16 s: tini-hot's RssAnon rose from 1,392 KiB to 2,912 KiB in the first
-// minute and 3,528 KiB by the sixth; with this, it read 2,468-2,648 KiB
-// from the first minute to the sixth, for 30 ms more of tini-hot's CPU
-// over the 6 minutes (100 ms against 70).
+// 16 s, RssAnon sampled every 10 s from the first minute to the fifth:
+// 2,920-3,860 KiB (median 3,420) before; with this, 2,560-2,728 (median
+// 2,564), for 40 ms more of tini-hot's CPU over the 5 minutes.
 //
 // The release runs SettleAfter after the first activity since the last
 // release, whatever comes meanwhile; a reload's end releases too, and
 // counts. While a reload is in progress or draining, the timer does
 // nothing: its end releases. During the shutdown, nothing is released.
+// Nor unless tini-hot's RssAnon has grown by firstCollectionAfter since
+// Run began: the first release is the Go runtime's first collection,
+// which costs the collector's lists for each size class in use, kept for
+// good (README, "Footprint"), more than a little garbage is worth. An
+// application's READY=1 with nothing after it would have taken an idle
+// tini-hot from 1.4 MiB to 1.7; probes and scrapes pass the mark within a
+// minute, and collecting then, while the heap is small, keeps tini-hot
+// lower than waiting for the runtime's own first collection would (median
+// 2,564 KiB against 2,748 under the probes above).
 func (s *Supervisor) settle() {
 	if s.settleDue != nil || s.ending() {
 		return
 	}
 	s.settleDue = s.after(SettleAfter, func() {
 		s.settleDue = nil
-		if s.quiet() {
+		if s.quiet() && s.worthReleasing() {
 			s.releaseMemory()
 		}
 	})
@@ -155,4 +163,18 @@ func (s *Supervisor) settle() {
 // at its end: no reload, no drain, no shutdown.
 func (s *Supervisor) quiet() bool {
 	return !s.ending() && !s.busy() && len(s.draining()) == 0
+}
+
+// firstCollectionAfter is how much tini-hot's RssAnon must have grown
+// since Run began before activity asks for a release (see settle): about
+// what the Go runtime's first collection costs.
+const firstCollectionAfter = 512 << 10
+
+// worthReleasing reports whether a release after activity gives more than
+// it costs: tini-hot's RssAnon has grown by firstCollectionAfter since Run
+// began (after the first collection it stays above that), or cannot be
+// read.
+func (s *Supervisor) worthReleasing() bool {
+	anon, err := s.sys.anon()
+	return err != nil || s.anonAtStart == 0 || anon >= s.anonAtStart+firstCollectionAfter
 }

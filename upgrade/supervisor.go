@@ -59,6 +59,9 @@ type Supervisor struct {
 	releaseAt  time.Time
 	releaseDue *timer
 	settleDue  *timer
+	// anonAtStart is tini-hot's RssAnon when Run began, 0 if unknown
+	// (see worthReleasing).
+	anonAtStart uint64
 	// restarts counts the generations started after the serving one
 	// crashed (--restart); crashes are the times of the crashes within
 	// the last RestartWindow.
@@ -135,6 +138,7 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 			}
 		}
 	}()
+	s.anonAtStart, _ = s.sys.anon()
 	// The OOM kills so far: read when the cgroup was found, a moment
 	// ago; reading them again would delay the start.
 	if m, err := s.sys.opened(); err == nil {

@@ -3,6 +3,7 @@ package usage
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -246,4 +247,69 @@ func TestMiB(t *testing.T) {
 			t.Errorf("LimitMiB(%d) = %q, want %q", b, got, want)
 		}
 	}
+}
+
+// TestOwnAnon: /proc/self/statm's resident less shared pages is the
+// RssAnon of /proc/self/status, read by procfs, within what the reads in
+// between may change.
+func TestOwnAnon(t *testing.T) {
+	p, err := procfs.Self()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.NewStatus()
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := OwnAnon()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := int64(own) - int64(st.RssAnon); diff < -256<<10 || diff > 256<<10 {
+		t.Errorf("OwnAnon %d bytes, RssAnon %d", own, st.RssAnon)
+	}
+}
+
+func TestParseStatm(t *testing.T) {
+	for in, want := range map[string][2]uint64{
+		"4411 2296 1008 305 0 1240 0\n": {2296, 1008},
+		"1 2 2":                         {2, 2},
+		"1 2 1\n":                       {2, 1},
+	} {
+		r, s, ok := parseStatm([]byte(in))
+		if !ok || r != want[0] || s != want[1] {
+			t.Errorf("parseStatm(%q) = %d, %d, %v; want %d, %d", in, r, s, ok, want[0], want[1])
+		}
+	}
+	for _, in := range []string{"", "1 2", "1 2 3", "1  2 1", "1 x 1", "1 2 1x", "1 99999999999999999999 1", " 1 2 1"} {
+		if _, _, ok := parseStatm([]byte(in)); ok {
+			t.Errorf("parseStatm(%q) ok", in)
+		}
+	}
+}
+
+// FuzzParseStatm: never a panic; what it accepts is three decimal
+// fields it reads back.
+func FuzzParseStatm(f *testing.F) {
+	f.Add([]byte("4411 2296 1008 305 0 1240 0\n"))
+	f.Add([]byte("1 2 1"))
+	f.Add([]byte("18446744073709551615 18446744073709551615 1"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, s, ok := parseStatm(b)
+		if !ok {
+			return
+		}
+		if s > r {
+			t.Fatalf("shared %d over resident %d", s, r)
+		}
+		fields := strings.FieldsFunc(string(b), func(c rune) bool { return c == ' ' || c == '\n' })
+		if len(fields) < 3 {
+			t.Fatalf("parseStatm(%q) accepted fewer than 3 fields", b)
+		}
+		r2, err1 := strconv.ParseUint(fields[1], 10, 64)
+		s2, err2 := strconv.ParseUint(fields[2], 10, 64)
+		if err1 != nil || err2 != nil || r2 != r || s2 != s {
+			t.Fatalf("parseStatm(%q) = %d, %d", b, r, s)
+		}
+	})
 }
