@@ -140,45 +140,25 @@ func floorGrowth(path string) (readings, error) {
 	return runs[1], nil
 }
 
-// reloadGrowth reads one tini-hot's RssAnon 1 s after it serves, settled,
-// after n/10 reloads and after n, and the highest during the reloads;
-// env is added to its environment (and its application's).
-func reloadGrowth(b bins, n int, env ...string) (r readings, err error) {
+// memoryRun starts tini-hot serving the demo, with more flags and env
+// added to its environment (and its application's), reads it idle (see
+// idle), then runs work on it and stops it.
+func memoryRun(b bins, flags, env []string, work func(th *tiniHot, r *readings) error) (r readings, err error) {
 	dir, err := os.MkdirTemp("", "tini-hot-bench-")
 	if err != nil {
 		return r, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := startTiniHot("demo", env...)(b, freeAddr(), dir)
+	srv, err := startTiniHotWith("demo", flags, env...)(b, freeAddr(), dir)
 	if srv != nil {
 		defer srv.stop()
 	}
 	if err != nil {
 		return r, err
 	}
-	pid := srv.(*tiniHot).p.pid()
-	r.idle, r.settled = idle(pid)
-	stop := highest(pid)
-	defer func() { r.high = stop() }()
-	// reloads runs them, then reads RssAnon once the last drain has
-	// ended with the old generation's exit, and the memory has been
-	// given back right after.
-	reloads := func(from, to int) (int, error) {
-		for i := from; i < to; i++ {
-			if err := srv.upgrade(); err != nil {
-				return 0, fmt.Errorf("reload %d: %w", i+1, err)
-			}
-		}
-		if err := until(30*time.Second, "the last drain to end", func() bool { return len(children(pid)) == 1 }); err != nil {
-			return 0, err
-		}
-		time.Sleep(time.Second)
-		return statusKiB(pid, "RssAnon"), nil
-	}
-	if r.tenth, err = reloads(0, n/10); err != nil {
-		return r, err
-	}
-	r.after, err = reloads(n/10, n)
+	th := srv.(*tiniHot)
+	r.idle, r.settled = idle(th.p.pid())
+	err = work(th, &r)
 	return r, err
 }
 
@@ -190,57 +170,69 @@ func idle(pid int) (first, settledKiB int) {
 	return first, statusKiB(pid, "RssAnon")
 }
 
+// reloadGrowth reads one tini-hot's RssAnon 1 s after it serves, settled,
+// after n/10 reloads and after n, and the highest during the reloads;
+// env is added to its environment (and its application's).
+func reloadGrowth(b bins, n int, env ...string) (readings, error) {
+	return memoryRun(b, nil, env, func(th *tiniHot, r *readings) (err error) {
+		pid := th.p.pid()
+		stop := highest(pid)
+		defer func() { r.high = stop() }()
+		// reloads runs them, then reads RssAnon once the last drain has
+		// ended with the old generation's exit, and the memory has been
+		// given back right after.
+		reloads := func(from, to int) (int, error) {
+			for i := from; i < to; i++ {
+				if err := th.upgrade(); err != nil {
+					return 0, fmt.Errorf("reload %d: %w", i+1, err)
+				}
+			}
+			if err := until(30*time.Second, "the last drain to end", func() bool { return len(children(pid)) == 1 }); err != nil {
+				return 0, err
+			}
+			time.Sleep(time.Second)
+			return statusKiB(pid, "RssAnon"), nil
+		}
+		if r.tenth, err = reloads(0, n/10); err != nil {
+			return err
+		}
+		r.after, err = reloads(n/10, n)
+		return err
+	})
+}
+
 // probeGrowth reads one tini-hot's RssAnon, serving the demo with its
 // metrics endpoint: 1 s after it serves and settled, then under n ticks
 // of deploy/k8s's probes (see probeTick), settled after n/10 and after n,
 // and the highest during the ticks.
-func probeGrowth(b bins, n int) (r readings, err error) {
-	dir, err := os.MkdirTemp("", "tini-hot-bench-")
-	if err != nil {
-		return r, err
-	}
-	defer os.RemoveAll(dir)
+func probeGrowth(b bins, n int) (readings, error) {
 	metrics := freeAddr()
-	srv, err := startTiniHotWith("demo", []string{"--metrics", metrics})(b, freeAddr(), dir)
-	if srv != nil {
-		defer srv.stop()
-	}
-	if err != nil {
-		return r, err
-	}
-	th := srv.(*tiniHot)
-	pid := th.p.pid()
-	r.idle, r.settled = idle(pid)
-	probe := func(args ...string) error {
-		out, err := exec.Command(th.bin, append(append([]string{"probe"}, args...), "--control", th.control)...).CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("tini-hot probe %s: %v: %s", strings.Join(args, " "), err, out)
+	return memoryRun(b, []string{"--metrics", metrics}, nil, func(th *tiniHot, r *readings) (err error) {
+		pid := th.p.pid()
+		ticks := func(from, to int) (int, error) {
+			stop := highest(pid)
+			defer func() { r.high = max(r.high, stop()) }()
+			for i := from; i < to; i++ {
+				next := time.Now().Add(probeTick)
+				err := th.client("probe")
+				if err == nil && i%5 == 0 {
+					err = th.client("probe", "--liveness")
+				}
+				if err == nil && i%8 == 3 {
+					_, err = answer("http://" + metrics + "/metrics")
+				}
+				if err != nil {
+					return 0, err
+				}
+				time.Sleep(time.Until(next))
+			}
+			time.Sleep(settled)
+			return statusKiB(pid, "RssAnon"), nil
 		}
-		return nil
-	}
-	ticks := func(from, to int) (int, error) {
-		stop := highest(pid)
-		defer func() { r.high = max(r.high, stop()) }()
-		for i := from; i < to; i++ {
-			next := time.Now().Add(probeTick)
-			err := probe()
-			if err == nil && i%5 == 0 {
-				err = probe("--liveness")
-			}
-			if err == nil && i%8 == 3 {
-				_, err = answer("http://" + metrics + "/metrics")
-			}
-			if err != nil {
-				return 0, err
-			}
-			time.Sleep(time.Until(next))
+		if r.tenth, err = ticks(0, n/10); err != nil {
+			return err
 		}
-		time.Sleep(settled)
-		return statusKiB(pid, "RssAnon"), nil
-	}
-	if r.tenth, err = ticks(0, n/10); err != nil {
-		return r, err
-	}
-	r.after, err = ticks(n/10, n)
-	return r, err
+		r.after, err = ticks(n/10, n)
+		return err
+	})
 }

@@ -85,9 +85,14 @@ func (s *tiniHot) upgrade() error {
 	if s.hup {
 		return s.hangUp()
 	}
-	out, err := exec.Command(s.bin, "reload", "--control", s.control).CombinedOutput()
+	return s.client("reload")
+}
+
+// client runs a tini-hot subcommand against s's control socket.
+func (s *tiniHot) client(args ...string) error {
+	out, err := exec.Command(s.bin, append(args, "--control", s.control)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("tini-hot reload: %v: %s", err, out)
+		return fmt.Errorf("tini-hot %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }

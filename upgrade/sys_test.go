@@ -3,7 +3,6 @@ package upgrade
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"syscall"
 	"testing"
 
@@ -80,22 +79,4 @@ func TestMembers(t *testing.T) {
 		t.Fatal(err)
 	}
 	ask(5, ended.Process.Pid, false, 4)
-}
-
-// TestOwnAnon: the real seam reads this process's RssAnon.
-func TestOwnAnon(t *testing.T) {
-	anon := osSys(os.Getpid(), false, nil).anon
-	before, err := anon()
-	if err != nil || before == 0 {
-		t.Fatalf("anon() = %d, %v", before, err)
-	}
-	b := make([]byte, 4<<20)
-	for i := range b {
-		b[i] = 1 // touched: resident
-	}
-	after, err := anon()
-	runtime.KeepAlive(b)
-	if err != nil || after < before+3<<20 {
-		t.Errorf("anon() = %d, %v after touching 4 MiB, %d before", after, err, before)
-	}
 }

@@ -3,6 +3,7 @@ package usage
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -251,7 +252,7 @@ func TestMiB(t *testing.T) {
 
 // TestOwnAnon: /proc/self/statm's resident less shared pages is the
 // RssAnon of /proc/self/status, read by procfs, within what the reads in
-// between may change.
+// between may change; and it sees 4 MiB more once they are touched.
 func TestOwnAnon(t *testing.T) {
 	p, err := procfs.Self()
 	if err != nil {
@@ -267,6 +268,15 @@ func TestOwnAnon(t *testing.T) {
 	}
 	if diff := int64(own) - int64(st.RssAnon); diff < -256<<10 || diff > 256<<10 {
 		t.Errorf("OwnAnon %d bytes, RssAnon %d", own, st.RssAnon)
+	}
+	b := make([]byte, 4<<20)
+	for i := range b {
+		b[i] = 1 // touched: resident
+	}
+	after, err := OwnAnon()
+	runtime.KeepAlive(b)
+	if err != nil || after < own+3<<20 {
+		t.Errorf("OwnAnon() = %d, %v after touching 4 MiB, %d before", after, err, own)
 	}
 }
 
