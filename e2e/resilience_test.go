@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -144,6 +145,55 @@ func TestWatchConfigMap(t *testing.T) {
 				quiet(3)
 			}
 		})
+	}
+}
+
+// TestWatchAtInotifyLimit: as PID 1 in a user namespace whose inotify
+// instance limit is 0 (a node whose fs.inotify.max_user_instances is used
+// up by other containers), --watch does not stop the application from
+// serving: tini-hot warns, naming the limit, and tries again. An update
+// made while nothing watches reloads once the limit is raised, and the
+// updates after it reload too.
+func TestWatchAtInotifyLimit(t *testing.T) {
+	requireNamespaces(t)
+	if _, err := exec.LookPath("nsenter"); err != nil {
+		need(t, "nsenter (util-linux)")
+	}
+	vol := t.TempDir()
+	if err := kubelet.Update(vol, map[string]string{"app.conf": "v0"}); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	const limit = "/proc/sys/user/max_inotify_instances"
+	p := startInit(t, initBin{"tini-hot", "unshare"}, mode{"pid1", true}, nil,
+		"-U", "-r", "--", "sh", "-c", "echo 0 >"+limit+" && exec \"$@\"", "sh",
+		tiniHot, "-l", "http=tcp://"+addr, "--ready", "notify", "--watch", vol, "--watch-debounce", "200ms", "--", demo)
+	url := "http://" + addr + "/"
+	serving := func(want string) {
+		t.Helper()
+		waitFor(t, want, func() (string, bool) {
+			body, err := get(http.DefaultClient, url)
+			return body, err == nil && strings.HasSuffix(body, want)
+		})
+	}
+	serving("gen:1")
+	if !strings.Contains(p.stderr.String(), "fs.inotify.max_user_instances") {
+		t.Fatalf("no warning naming the limit:\n%s", p.stderr)
+	}
+	if err := kubelet.Update(vol, map[string]string{"app.conf": "v1"}); err != nil {
+		t.Fatal(err)
+	}
+	raise := exec.Command("nsenter", "-U", "-t", fmt.Sprint(p.initPid()), "sh", "-c", "echo 128 >"+limit)
+	if out, err := raise.CombinedOutput(); err != nil {
+		t.Fatalf("raise the limit: %v: %s", err, out)
+	}
+	serving("gen:2")
+	if err := kubelet.Update(vol, map[string]string{"app.conf": "v2"}); err != nil {
+		t.Fatal(err)
+	}
+	serving("gen:3")
+	if st := settled(t, p); st.Reloads.Requested != 2 {
+		t.Fatalf("%d reloads, want 2: %+v", st.Reloads.Requested, st.Reloads)
 	}
 }
 

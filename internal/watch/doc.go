@@ -9,4 +9,12 @@
 // or the file resolve to, their inodes, sizes and times) is compared with
 // the last one, so each update gives exactly one reload however its
 // events arrive, and events that change nothing give none.
+//
+// A watch is a convenience, never a reason to stop the application: one
+// the system refuses at start (the node's inotify limits, shared by every
+// container of the user) or loses later (its directory removed or moved,
+// the inotify instance stopped) is logged and tried again, and the
+// comparison of fingerprints once it is back turns a change made meanwhile
+// into one reload. A queue overflow, where the kernel drops events, has
+// every path compared again.
 package watch

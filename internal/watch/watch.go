@@ -18,15 +18,30 @@ import (
 // The kubelet's atomic update takes milliseconds.
 const DefaultDebounce = 500 * time.Millisecond
 
+// retryEvery is how often a directory that is not watched is tried again:
+// one whose watch could not be set up (the node's inotify limits, shared
+// by every container of the user), or was lost (the directory removed or
+// moved away). A change meanwhile reloads once the watch is back, since
+// the fingerprints are compared then. Nothing is armed while every
+// directory is watched.
+var retryEvery = 5 * time.Second
+
 // Watcher watches paths and calls onChange once per change of each.
 type Watcher struct {
-	fs       *fsnotify.Watcher
 	targets  []*target
+	dirs     []string // the directories to watch, each once
 	debounce time.Duration
+	retry    time.Duration
 	onChange func(path string)
 	log      *slog.Logger
 	done     chan struct{}
 	wg       sync.WaitGroup
+	closeErr error
+
+	// Owned by run's goroutine once it has started:
+	fs      *fsnotify.Watcher // nil while inotify cannot be had
+	watched map[string]bool   // the directories watched now
+	failing string            // the last setup failure logged, "" if none
 }
 
 // target is one watched path: a directory, watched itself, or a file,
@@ -66,79 +81,196 @@ func unwrapPath(err error) error {
 
 // New watches paths, each an existing file or directory, and calls
 // onChange(path) from its own goroutine once per change, after debounce
-// without events. Close stops it.
+// without events. Close stops it. Only a path that does not exist is an
+// error: a watch the system refuses now (its inotify limits reached) is
+// logged and tried again every retryEvery, and a change made meanwhile
+// reloads once it is in place.
 func New(paths []string, debounce time.Duration, onChange func(path string), log *slog.Logger) (*Watcher, error) {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, fmt.Errorf("--watch: %w", err)
-	}
-	w := &Watcher{fs: fw, debounce: debounce, onChange: onChange, log: log, done: make(chan struct{})}
+	w := &Watcher{debounce: debounce, retry: retryEvery, onChange: onChange, log: log,
+		done: make(chan struct{}), watched: map[string]bool{}}
 	dirs := map[string]bool{}
 	for _, p := range paths {
 		abs, err := filepath.Abs(p)
 		if err != nil {
-			_ = fw.Close()
 			return nil, fmt.Errorf("--watch %s: %w", p, err)
 		}
 		st, err := os.Stat(abs)
 		if err != nil {
-			_ = fw.Close()
 			return nil, fmt.Errorf("--watch %s: %w", p, unwrapPath(err))
 		}
 		t := &target{path: abs, dir: abs, isDir: st.IsDir()}
 		if !t.isDir {
 			t.dir = filepath.Dir(abs)
 		}
-		t.print = t.fingerprint()
 		w.targets = append(w.targets, t)
 		if !dirs[t.dir] {
-			if err := fw.Add(t.dir); err != nil {
-				_ = fw.Close()
-				return nil, fmt.Errorf("--watch %s: %w", p, err)
-			}
 			dirs[t.dir] = true
+			w.dirs = append(w.dirs, t.dir)
 		}
+	}
+	_, err := w.setup()
+	// Fingerprints after the watches: a change from here on gives events,
+	// or, for a directory not watched yet, a different fingerprint once
+	// it is.
+	for _, t := range w.targets {
+		t.print = t.fingerprint()
+	}
+	if err != nil {
+		w.unwatched(err)
 	}
 	w.wg.Add(1)
 	go w.run()
 	return w, nil
 }
 
+// setup watches every directory not watched yet, creating the inotify
+// instance first if there is none. It returns the directories it began to
+// watch, and the first failure.
+func (w *Watcher) setup() (added map[string]bool, first error) {
+	if w.fs == nil {
+		fs, err := fsnotify.NewWatcher()
+		if err != nil {
+			return nil, err
+		}
+		w.fs = fs
+	}
+	added = map[string]bool{}
+	for _, d := range w.dirs {
+		if w.watched[d] {
+			continue
+		}
+		// A directory moved away is still watched under its old path;
+		// forget it before watching what is there now.
+		_ = w.fs.Remove(d)
+		if err := w.fs.Add(d); err != nil {
+			if first == nil {
+				first = fmt.Errorf("%s: %w", d, err)
+			}
+			continue
+		}
+		w.watched[d] = true
+		added[d] = true
+	}
+	return added, first
+}
+
+// unwatched logs that a directory is not watched: once per distinct
+// failure, so that a retry every few seconds does not flood the log.
+func (w *Watcher) unwatched(err error) {
+	msg := describe(err)
+	if msg == w.failing {
+		w.log.Debug("--watch: still not watching", "err", msg)
+		return
+	}
+	w.failing = msg
+	w.log.Warn("--watch: not watching (a change meanwhile reloads once watched); trying again every "+w.retry.String(), "err", msg)
+}
+
+// describe adds to an inotify error the limit it usually means.
+func describe(err error) string {
+	switch {
+	case errors.Is(err, syscall.EMFILE):
+		return err.Error() + " (the inotify instance limit fs.inotify.max_user_instances, or the open-file limit)"
+	case errors.Is(err, syscall.ENOSPC):
+		return err.Error() + " (the inotify watch limit fs.inotify.max_user_watches)"
+	}
+	return err.Error()
+}
+
 // Close stops watching; no onChange call starts after it returns.
 func (w *Watcher) Close() error {
 	close(w.done)
-	err := w.fs.Close()
 	w.wg.Wait()
-	return err
+	return w.closeErr
 }
 
-// run handles events and debounce timers on one goroutine.
+// run handles events, debounce timers and retries on one goroutine.
 func (w *Watcher) run() {
 	defer w.wg.Done()
 	quiet := make(chan *target)
+	var retry *time.Timer // armed while a directory is not watched
+	var retryC <-chan time.Time
+	schedule := func() {
+		if retryC != nil {
+			return
+		}
+		if retry == nil {
+			retry = time.NewTimer(w.retry)
+		} else {
+			retry.Reset(w.retry)
+		}
+		retryC = retry.C
+	}
+	if len(w.watched) < len(w.dirs) {
+		schedule()
+	}
+	defer func() {
+		if retry != nil {
+			retry.Stop()
+		}
+		for _, t := range w.targets {
+			if t.timer != nil {
+				t.timer.Stop()
+			}
+		}
+		if w.fs != nil {
+			w.closeErr = w.fs.Close()
+		}
+	}()
 	for {
+		var events <-chan fsnotify.Event
+		var errs <-chan error
+		if w.fs != nil {
+			events, errs = w.fs.Events, w.fs.Errors
+		}
 		select {
 		case <-w.done:
-			for _, t := range w.targets {
-				if t.timer != nil {
-					t.timer.Stop()
-				}
-			}
 			return
-		case ev, ok := <-w.fs.Events:
+		case ev, ok := <-events:
 			if !ok {
-				return
+				w.lostAll(schedule)
+				continue
+			}
+			if w.watched[ev.Name] && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				// The directory itself is gone or moved: its watch with it.
+				delete(w.watched, ev.Name)
+				w.log.Info("--watch: directory gone; watching it again once it is back, every "+w.retry.String(), "dir", ev.Name)
+				schedule()
 			}
 			for _, t := range w.targets {
 				if t.concerns(ev.Name) {
 					w.arm(t, quiet)
 				}
 			}
-		case err, ok := <-w.fs.Errors:
+		case err, ok := <-errs:
 			if !ok {
-				return
+				w.lostAll(schedule)
+				continue
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				// The kernel dropped events: any path may have changed.
+				w.log.Warn("--watch: events lost (inotify queue overflow); checking every watched path")
+				for _, t := range w.targets {
+					w.arm(t, quiet)
+				}
+				continue
 			}
 			w.log.Warn("watch", "err", err)
+		case <-retryC:
+			retryC = nil
+			added, err := w.setup()
+			for _, t := range w.targets {
+				if added[t.dir] {
+					w.arm(t, quiet) // compare with the last fingerprint
+				}
+			}
+			if err != nil {
+				w.unwatched(err)
+				schedule()
+				continue
+			}
+			w.failing = ""
+			w.log.Info("--watch: watching every path")
 		case t := <-quiet:
 			t.timer = nil
 			print := t.fingerprint()
@@ -151,6 +283,16 @@ func (w *Watcher) run() {
 			w.onChange(t.path)
 		}
 	}
+}
+
+// lostAll starts over after the inotify instance has stopped (its reader
+// failed): no directory is watched until a retry sets them up again.
+func (w *Watcher) lostAll(schedule func()) {
+	_ = w.fs.Close()
+	w.fs = nil
+	clear(w.watched)
+	w.log.Warn("--watch: inotify stopped; watching again in " + w.retry.String())
+	schedule()
 }
 
 // arm (re)starts t's quiet window, unless its burst of events has lasted

@@ -39,13 +39,21 @@ const window = 50 * time.Millisecond
 
 func start(t *testing.T, path string) *counter {
 	t.Helper()
+	c, _ := startLogging(t, path, io.Discard)
+	return c
+}
+
+// startLogging watches path, logging to log at debug level.
+func startLogging(t *testing.T, path string, log io.Writer) (*counter, *Watcher) {
+	t.Helper()
 	c := &counter{c: make(chan struct{}, 100)}
-	w, err := New([]string{path}, window, c.change, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	h := slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})
+	w, err := New([]string{path}, window, c.change, slog.New(h))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = w.Close() })
-	return c
+	return c, w
 }
 
 // next waits for the next reload.
