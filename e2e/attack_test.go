@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -763,5 +764,58 @@ func TestNotifyFlood(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Errorf("exit %d", code)
+	}
+}
+
+// TestStalledLog: tini-hot's stderr is the container's log pipe, and its
+// reader can stall (a log driver in blocking mode, a full disk). As PID 1
+// at -vv, which logs every step, with that pipe full and never read,
+// tini-hot still reloads, and on SIGTERM drains the application and exits
+// with its status.
+func TestStalledLog(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	// Fill the pipe, then leave it blocking, as the init gets it.
+	fd := int(w.Fd())
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{4096, 1} {
+		for {
+			if _, err := syscall.Write(fd, make([]byte, size)); errors.Is(err, syscall.EAGAIN) {
+				break
+			} else if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := syscall.SetNonblock(fd, false); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	// The demo logs to a stderr of its own: only tini-hot's log is stalled.
+	p := startInitTo(t, w, th(), mode{"pid1", true}, nil,
+		"-vv", "-l", "http=tcp://"+addr, "--ready", "notify", "--", "sh", "-c", `exec "$0" 2>/dev/null`, demo)
+	w.Close()
+	url := "http://" + addr + "/"
+	serving := func(want string) {
+		t.Helper()
+		waitFor(t, want, func() (string, bool) {
+			body, err := get(http.DefaultClient, url)
+			return body, err == nil && strings.HasSuffix(body, want)
+		})
+	}
+	serving("gen:1")
+	p.waitGen(1, "serving")
+	if out, code := p.reloadWithin(20 * time.Second); code != 0 {
+		t.Fatalf("reload: exit %d: %s", code, out)
+	}
+	serving("gen:2")
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit status %d, want the demo's 0", code)
 	}
 }

@@ -94,6 +94,13 @@ type proc struct {
 // startInit runs bin with args in mode, with extra environment env.
 func startInit(t testing.TB, bin initBin, m mode, env []string, args ...string) *proc {
 	t.Helper()
+	return startInitTo(t, nil, bin, m, env, args...)
+}
+
+// startInitTo is startInit with the init's stdout and stderr going to out,
+// as they are, when out is not nil (p.stderr then stays empty).
+func startInitTo(t testing.TB, out *os.File, bin initBin, m mode, env []string, args ...string) *proc {
+	t.Helper()
 	argv := append([]string{bin.path}, args...)
 	if m.pid1 {
 		requireNamespaces(t)
@@ -108,6 +115,9 @@ func startInit(t testing.TB, bin initBin, m mode, env []string, args ...string) 
 	p := &proc{t: t, cmd: cmd, stderr: &syncbuf.Buffer{}, done: make(chan struct{}), control: ctl}
 	cmd.Stderr = p.stderr
 	cmd.Stdout = p.stderr
+	if out != nil {
+		cmd.Stderr, cmd.Stdout = out, out
+	}
 	// Its own process group: signals meant for the init never hit the
 	// test, and cleanup can kill whatever is left.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -19,11 +19,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"time"
 
 	"github.com/tini-hot/tini-hot/control"
 	"github.com/tini-hot/tini-hot/internal/cli"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/listen"
+	"github.com/tini-hot/tini-hot/internal/logq"
 	"github.com/tini-hot/tini-hot/internal/metrics"
 	"github.com/tini-hot/tini-hot/internal/procs" // bounds the processors from its initialiser
 	"github.com/tini-hot/tini-hot/internal/usage"
@@ -76,19 +78,24 @@ const softMemoryLimit = 8 << 20
 
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
+	// The log pipe can stall (its reader stuck): lines are queued and
+	// written by a goroutine of their own, so that the supervisor never
+	// waits for it, and the last ones get a second to go out.
+	out := logq.New(stderr)
+	defer out.Flush(time.Second)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(softMemoryLimit)
 	}
 	// First, before any signal.Notify changes them: what the application
 	// inherits of tini-hot's signal state.
 	inherited, err := launch.CaptureSignals()
-	log := newLogger(stderr, cfg.Verbosity)
+	log := newLogger(out, cfg.Verbosity)
 	slog.SetDefault(log)
 	if err != nil {
 		log.Warn("the application starts with no signal ignored or blocked", "err", err)
 	}
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "tini-hot: %v\n", err)
+		fmt.Fprintf(out, "tini-hot: %v\n", err)
 		return cli.ExitFailure
 	}
 	if err := launch.CloseInherited(); err != nil {
