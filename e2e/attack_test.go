@@ -13,12 +13,15 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/control"
 	"github.com/tini-hot/tini-hot/hotapp"
 	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/internal/procs"
 	"github.com/tini-hot/tini-hot/upgrade"
 	"golang.org/x/sys/unix"
 )
@@ -817,5 +820,160 @@ func TestStalledLog(t *testing.T) {
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Fatalf("exit status %d, want the demo's 0", code)
+	}
+}
+
+// pidsRoot is the v1 pids controller's mount on this machine.
+const pidsRoot = "/sys/fs/cgroup/pids"
+
+// pidsCgroup creates a pids cgroup limited to max tasks and removes it at
+// the end of the test, once empty.
+func pidsCgroup(t *testing.T, max int) string {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(pidsRoot, "cgroup.procs")); err != nil || os.Geteuid() != 0 {
+		need(t, "root and the cgroup v1 pids controller at %s", pidsRoot)
+	}
+	dir := filepath.Join(pidsRoot, fmt.Sprintf("tini-hot-e2e-%d-%s", os.Getpid(), t.Name()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(fmt.Sprint(max)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, ok := poll(10*time.Second, func() (error, bool) {
+			err := os.Remove(dir)
+			return err, err == nil || os.IsNotExist(err)
+		})
+		if !ok {
+			t.Errorf("cgroup %s not removed", dir)
+		}
+	})
+	return dir
+}
+
+// fillPids moves sleeping processes into cg until it holds as many tasks
+// as it may (a cgroup's limit stops forks, not moves), and returns a
+// function that ends them.
+func fillPids(t *testing.T, cg string) (free func()) {
+	t.Helper()
+	var fillers []*exec.Cmd
+	free = func() {
+		for _, c := range fillers {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+		fillers = nil
+	}
+	t.Cleanup(free)
+	for {
+		cur, max := readFile(filepath.Join(cg, "pids.current")), readFile(filepath.Join(cg, "pids.max"))
+		if strings.TrimSpace(cur) == strings.TrimSpace(max) {
+			return free
+		}
+		c := exec.Command("sleep", "600")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		fillers = append(fillers, c)
+		if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(fmt.Sprint(c.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// threads is how many threads process pid has.
+func threads(t *testing.T, pid int) int {
+	t.Helper()
+	entries, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestPidsLimit: an application that takes every pid its container may
+// have (a thread leak, a fork bomb) must not take tini-hot down. A Go
+// program whose runtime cannot start a thread it needs dies, and before
+// this test tini-hot did, under a burst of status and scrape requests.
+// As PID 1 of a pids cgroup filled to its limit, both processors busy,
+// under 100 status and 100 scrape clients at once, 10 times over,
+// tini-hot answers every one and starts no thread; it refuses the reload it cannot fork for, the old
+// generation serving on; once pids are free it upgrades, and on SIGTERM
+// it exits with the application's status.
+func TestPidsLimit(t *testing.T) {
+	cg := pidsCgroup(t, 64)
+	metrics := freeAddr(t)
+	p := startInit(t, initBin{"tini-hot", "sh"}, mode{"pid1", true}, nil,
+		"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg,
+		tiniHot, "--ready", "notify", "--metrics", metrics, "--",
+		"sh", "-c", "systemd-notify --ready && exec sleep 100000")
+	p.waitGen(1, "serving")
+	pid := p.initPid()
+	reserved := waitFor(t, "tini-hot's reserved threads", func() (int, bool) {
+		n := threads(t, pid)
+		return n, n > procs.Reserved
+	})
+	free := fillPids(t, cg)
+
+	// Both processors busy, as on a loaded node: a thread of tini-hot's
+	// in a system call is then descheduled longer, and the runtime wants
+	// another for the rest.
+	for range 2 {
+		busy := exec.Command("sh", "-c", "while :; do :; done")
+		if err := busy.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = busy.Process.Kill(); _ = busy.Wait() })
+	}
+	client := &http.Client{Timeout: time.Minute}
+	for round := range 10 {
+		var wg sync.WaitGroup
+		errs := make(chan error, 200)
+		// 100 at once: the control socket reads at most 128 clients at
+		// once and drops the oldest beyond.
+		for range 100 {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				if resp, err := control.Do(ctx, p.control, control.Request{Op: control.OpStatus}); err != nil || !resp.OK {
+					errs <- fmt.Errorf("status: %v %s", err, resp.Error)
+				}
+			})
+			wg.Go(func() {
+				if body, err := get(client, "http://"+metrics+"/metrics"); err != nil || !strings.Contains(body, "tini_hot_generation 1") {
+					errs <- fmt.Errorf("scrape: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("round %d: %v", round, err)
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("tini-hot ended in round %d: %s", round, p.stderr)
+		default:
+		}
+	}
+	if n := threads(t, pid); n > reserved {
+		t.Errorf("tini-hot has %d threads, %d before the clients: it started threads at the limit", n, reserved)
+	}
+	if out, code := p.reloadWithin(20 * time.Second); code == 0 {
+		t.Fatalf("reload at the pids limit succeeded: %s", out)
+	}
+	p.waitGen(1, "serving")
+	free()
+	if out, code := p.reloadWithin(20 * time.Second); code != 0 {
+		t.Fatalf("reload once pids are free: exit %d: %s", code, out)
+	}
+	p.waitGen(3, "serving") // 2 is the one that could not be forked
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 128+int(syscall.SIGTERM) {
+		t.Fatalf("exit status %d, want 143 (sleep's SIGTERM): %s", code, p.stderr)
+	}
+	if strings.Contains(p.stderr.String(), "fatal error") {
+		t.Fatalf("the runtime failed:\n%s", p.stderr)
 	}
 }

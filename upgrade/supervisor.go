@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/tini-hot/tini-hot/reaper"
@@ -29,6 +30,11 @@ type Supervisor struct {
 	do      chan func()
 	notices chan notifyEvent
 	done    chan struct{}
+	// reading lets one Status at a time read /proc and the cgroup: each
+	// read is many system calls, and callers reading at once (a burst of
+	// `status`, scrapes) would each hold a thread of their own, which a
+	// container at its pids limit cannot give (see Status).
+	reading sync.Mutex
 
 	// Everything below is owned by the Run goroutine.
 	gens      []*generation // every generation still of interest, oldest first

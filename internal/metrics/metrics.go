@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"sync"
 
 	vm "github.com/VictoriaMetrics/metrics"
 	"github.com/tini-hot/tini-hot/internal/launch"
@@ -16,9 +17,16 @@ func init() {
 	vm.ExposeMetadata(true)
 }
 
+// writing lets one scrape at a time read the process's own figures from
+// /proc: a goroutine in a system call holds a thread, and a container at
+// its pids limit has none to give (upgrade.Supervisor.Status, the same).
+var writing sync.Mutex
+
 // Write renders st and the process's own figures in the Prometheus text
 // format.
 func Write(w io.Writer, st *upgrade.Status) {
+	writing.Lock()
+	defer writing.Unlock()
 	set := vm.NewSet()
 	r := st.Reloads
 	for _, c := range []struct {
