@@ -804,19 +804,12 @@ func TestStalledLog(t *testing.T) {
 		"-vv", "-l", "http=tcp://"+addr, "--ready", "notify", "--", "sh", "-c", `exec "$0" 2>/dev/null`, demo)
 	w.Close()
 	url := "http://" + addr + "/"
-	serving := func(want string) {
-		t.Helper()
-		waitFor(t, want, func() (string, bool) {
-			body, err := get(http.DefaultClient, url)
-			return body, err == nil && strings.HasSuffix(body, want)
-		})
-	}
-	serving("gen:1")
+	waitServed(t, url, "gen:1")
 	p.waitGen(1, "serving")
 	if out, code := p.reloadWithin(20 * time.Second); code != 0 {
 		t.Fatalf("reload: exit %d: %s", code, out)
 	}
-	serving("gen:2")
+	waitServed(t, url, "gen:2")
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
 		t.Fatalf("exit status %d, want the demo's 0", code)
@@ -833,22 +826,10 @@ func pidsCgroup(t *testing.T, max int) string {
 	if _, err := os.Stat(filepath.Join(pidsRoot, "cgroup.procs")); err != nil || os.Geteuid() != 0 {
 		need(t, "root and the cgroup v1 pids controller at %s", pidsRoot)
 	}
-	dir := filepath.Join(pidsRoot, fmt.Sprintf("tini-hot-e2e-%d-%s", os.Getpid(), t.Name()))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := newCgroup(t, pidsRoot)
 	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(fmt.Sprint(max)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_, ok := poll(10*time.Second, func() (error, bool) {
-			err := os.Remove(dir)
-			return err, err == nil || os.IsNotExist(err)
-		})
-		if !ok {
-			t.Errorf("cgroup %s not removed", dir)
-		}
-	})
 	return dir
 }
 
@@ -906,14 +887,18 @@ func TestPidsLimit(t *testing.T) {
 	metrics := freeAddr(t)
 	p := startInit(t, initBin{"tini-hot", "sh"}, mode{"pid1", true}, nil,
 		"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg,
-		tiniHot, "--ready", "notify", "--metrics", metrics, "--",
+		tiniHot, "-vvv", "--ready", "notify", "--metrics", metrics, "--",
 		"sh", "-c", "systemd-notify --ready && exec sleep 100000")
 	p.waitGen(1, "serving")
 	pid := p.initPid()
-	reserved := waitFor(t, "tini-hot's reserved threads", func() (int, bool) {
-		n := threads(t, pid)
-		return n, n > procs.Reserved
+	waitFor(t, "tini-hot to reserve its threads", func() (bool, bool) {
+		done := strings.Contains(p.stderr.String(), "threads reserved")
+		return done, done
 	})
+	reserved := threads(t, pid)
+	if reserved <= procs.Reserved {
+		t.Fatalf("%d threads after reserving %d", reserved, procs.Reserved)
+	}
 	free := fillPids(t, cg)
 
 	// Both processors busy, as on a loaded node: a thread of tini-hot's

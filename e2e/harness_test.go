@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,6 +209,38 @@ func (p *proc) signal(sig syscall.Signal) {
 	if err := syscall.Kill(pid, sig); err != nil {
 		p.t.Fatalf("kill %d %v: %v", pid, sig, err)
 	}
+}
+
+// waitServed waits until url answers with a body ending in want (such as
+// "gen:2", the generation the demo reports), and returns the body.
+func waitServed(t testing.TB, url, want string) string {
+	t.Helper()
+	return waitFor(t, want, func() (string, bool) {
+		body, err := get(http.DefaultClient, url)
+		return body, err == nil && strings.HasSuffix(body, want)
+	})
+}
+
+// newCgroup creates a cgroup under the controller mounted at root, named
+// after the test, and removes it at the end of the test, once empty.
+func newCgroup(t *testing.T, root string) string {
+	t.Helper()
+	dir := filepath.Join(root, fmt.Sprintf("tini-hot-e2e-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The processes are gone once the test's cleanups have run;
+		// the kernel may take a moment to let the group go.
+		_, ok := poll(10*time.Second, func() (error, bool) {
+			err := os.Remove(dir)
+			return err, err == nil || os.IsNotExist(err)
+		})
+		if !ok {
+			t.Errorf("cgroup %s not removed", dir)
+		}
+	})
+	return dir
 }
 
 // waitFor polls cond every 10 ms for up to 20 s.

@@ -28,27 +28,13 @@ func memCgroup(t *testing.T, limitMiB int) string {
 	if _, err := os.Stat(filepath.Join(memoryRoot, "memory.limit_in_bytes")); err != nil || os.Geteuid() != 0 {
 		need(t, "root and the cgroup v1 memory controller at %s", memoryRoot)
 	}
-	dir := filepath.Join(memoryRoot, fmt.Sprintf("tini-hot-e2e-%d-%s", os.Getpid(), strings.ReplaceAll(t.Name(), "/", "-")))
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	dir := newCgroup(t, memoryRoot)
 	limit := fmt.Sprint(limitMiB << 20)
 	for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes"} {
 		if err := os.WriteFile(filepath.Join(dir, f), []byte(limit), 0o644); err != nil && f == "memory.limit_in_bytes" {
 			t.Fatal(err)
 		}
 	}
-	t.Cleanup(func() {
-		// The processes are gone once the test's cleanups have run;
-		// the kernel may take a moment to let the group go.
-		_, ok := poll(10*time.Second, func() (error, bool) {
-			err := os.Remove(dir)
-			return err, err == nil || os.IsNotExist(err)
-		})
-		if !ok {
-			t.Errorf("cgroup %s not removed", dir)
-		}
-	})
 	return dir
 }
 
@@ -121,10 +107,7 @@ func TestMemoryHeadroom(t *testing.T) {
 			if code == 0 {
 				want = "gen:2"
 			}
-			body := waitFor(t, want, func() (string, bool) {
-				body, err := get(http.DefaultClient, url)
-				return body, err == nil && strings.HasSuffix(body, want)
-			})
+			body := waitServed(t, url, want)
 			time.Sleep(200 * time.Millisecond) // load after the reload too
 			l.finish(t)
 			if n := oomKills(t, cg); n != 0 {

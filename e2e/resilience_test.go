@@ -129,11 +129,7 @@ func TestWatchConfigMap(t *testing.T) {
 				if err := kubelet.Update(vol, map[string]string{"app.conf": fmt.Sprint("v", i), "other.conf": "x"}); err != nil {
 					t.Fatal(err)
 				}
-				want := fmt.Sprintf("gen:%d", i+1)
-				waitFor(t, want, func() (string, bool) {
-					body, err := get(http.DefaultClient, url)
-					return body, err == nil && strings.HasSuffix(body, want)
-				})
+				waitServed(t, url, fmt.Sprintf("gen:%d", i+1))
 				quiet(i)
 			}
 			if file {
@@ -169,14 +165,7 @@ func TestWatchAtInotifyLimit(t *testing.T) {
 		"-U", "-r", "--", "sh", "-c", "echo 0 >"+limit+" && exec \"$@\"", "sh",
 		tiniHot, "-l", "http=tcp://"+addr, "--ready", "notify", "--watch", vol, "--watch-debounce", "200ms", "--", demo)
 	url := "http://" + addr + "/"
-	serving := func(want string) {
-		t.Helper()
-		waitFor(t, want, func() (string, bool) {
-			body, err := get(http.DefaultClient, url)
-			return body, err == nil && strings.HasSuffix(body, want)
-		})
-	}
-	serving("gen:1")
+	waitServed(t, url, "gen:1")
 	if !strings.Contains(p.stderr.String(), "fs.inotify.max_user_instances") {
 		t.Fatalf("no warning naming the limit:\n%s", p.stderr)
 	}
@@ -187,11 +176,11 @@ func TestWatchAtInotifyLimit(t *testing.T) {
 	if out, err := raise.CombinedOutput(); err != nil {
 		t.Fatalf("raise the limit: %v: %s", err, out)
 	}
-	serving("gen:2")
+	waitServed(t, url, "gen:2")
 	if err := kubelet.Update(vol, map[string]string{"app.conf": "v2"}); err != nil {
 		t.Fatal(err)
 	}
-	serving("gen:3")
+	waitServed(t, url, "gen:3")
 	if st := settled(t, p); st.Reloads.Requested != 2 {
 		t.Fatalf("%d reloads, want 2: %+v", st.Reloads.Requested, st.Reloads)
 	}

@@ -77,10 +77,7 @@ func TestGunicorn(t *testing.T) {
 		}
 		g, _ := generation(p.status(), i)
 		want := fmt.Sprintf("master:%d gen:%d", g.Pid, i)
-		waitFor(t, want, func() (string, bool) {
-			body, err := get(http.DefaultClient, url)
-			return body, err == nil && strings.HasSuffix(body, want)
-		})
+		waitServed(t, url, want)
 		masters[want] = true
 	}
 	l.finish(t)

@@ -179,6 +179,9 @@ type Options struct {
 	WarnOnReap bool
 	// Logger receives the supervisor's messages; nil means slog.Default().
 	Logger *slog.Logger
+	// Started, if set, is called once, from Run's goroutine, right after
+	// the first generation has been started.
+	Started func()
 }
 
 // SetDefaults gives every zero field that has a default its Default…

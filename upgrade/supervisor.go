@@ -156,6 +156,9 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 	}
 	s.current = g
 	s.watch(g)
+	if s.opts.Started != nil {
+		s.opts.Started()
+	}
 	for !s.over {
 		// Every event but the supervisor's own timers leaves garbage:
 		// settle before handling it, so that a release the event itself

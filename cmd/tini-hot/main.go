@@ -76,9 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 // between reloads (status and metrics requests).
 const softMemoryLimit = 8 << 20
 
-// reserveAfter is when, after its start, tini-hot reserves the threads
-// it may need later (see procs.Reserve).
-const reserveAfter = 50 * time.Millisecond
+// reserveAfter is how long after the first generation's start tini-hot
+// reserves the threads it may need later (see procs.Reserve).
+const reserveAfter = 5 * time.Millisecond
 
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
@@ -155,6 +155,24 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	if err != nil {
 		log.Info("no memory cgroup: reloads do not check memory", "err", err)
 	}
+	// Threads for later, while the container has room for them: at its
+	// pids limit it could give none, and the Go runtime dies when it
+	// cannot start a thread it needs (procs.Reserve). Once the first
+	// generation has run a moment: reserved on the way to its fork,
+	// they made `tini-hot -- /bin/true` 0.8 ms slower, and right after
+	// it 0.3 ms; a command that ends sooner needs none.
+	var reserve *time.Timer
+	opts.Started = func() {
+		reserve = time.AfterFunc(reserveAfter, func() {
+			procs.Reserve(procs.Reserved)
+			log.Debug("threads reserved", "threads", procs.Reserved)
+		})
+	}
+	defer func() {
+		if reserve != nil {
+			reserve.Stop()
+		}
+	}()
 	sup, err := upgrade.New(opts)
 	if err != nil {
 		return fail(err)
@@ -192,8 +210,6 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	// cannot start a thread it needs (procs.Reserve). Once the start is
 	// over: reserved on the way to the first fork, they made
 	// `tini-hot -- /bin/true` 0.8 ms slower.
-	reserve := time.AfterFunc(reserveAfter, func() { procs.Reserve(procs.Reserved) })
-	defer reserve.Stop()
 	exit, err := sup.Run()
 	if err != nil {
 		return fail(err)

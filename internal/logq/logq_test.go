@@ -58,7 +58,8 @@ func numbered(from, to int) []string {
 // TestStalledOutput: while the output takes nothing, writes return at
 // once; what fits in MaxQueued waits, the rest is dropped and counted;
 // once the output takes lines again, they come out in order, with the
-// count where lines are missing.
+// count where lines are missing, and lines written once the queue has
+// drained go out too.
 func TestStalledOutput(t *testing.T) {
 	out := &stalled{open: make(chan struct{})}
 	w := New(out)
@@ -68,9 +69,12 @@ func TestStalledOutput(t *testing.T) {
 		t.Fatal("Flush reported the lines written while the output is stalled")
 	}
 	close(out.open)
-	writeAll(t, w, numbered(2000, 2002))
 	if !w.Flush(10 * time.Second) {
 		t.Fatal("Flush timed out after the output opened")
+	}
+	writeAll(t, w, numbered(2000, 2002))
+	if !w.Flush(10 * time.Second) {
+		t.Fatal("Flush timed out")
 	}
 	got := strings.SplitAfter(out.String(), "\n")
 	got = got[:len(got)-1] // after the last newline

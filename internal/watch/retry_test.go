@@ -42,11 +42,7 @@ func TestOverflowChecksEveryPath(t *testing.T) {
 	write(t, real, "bb")
 	c.none(t)
 	w.fs.Errors <- fsnotify.ErrEventOverflow
-	c.next(t)
-	c.none(t)
-	if c.count() != 1 {
-		t.Fatalf("%d reloads, want 1", c.count())
-	}
+	c.reloaded(t, 1)
 }
 
 // TestSetupRetried: a watch the system refuses at start is not fatal. It
@@ -91,8 +87,7 @@ func TestSetupRetried(t *testing.T) {
 	if !strings.Contains(log.String(), "fs.inotify.max_user_instances") {
 		t.Fatalf("no warning naming the limit:\n%s", log)
 	}
-	c.next(t)
-	c.none(t)
+	c.reloaded(t, 1)
 	if !strings.Contains(log.String(), "--watch: watching every path") {
 		t.Fatalf("recovery not logged:\n%s", log)
 	}
@@ -100,11 +95,7 @@ func TestSetupRetried(t *testing.T) {
 		t.Fatalf("%d warnings, want 1:\n%s", n, log)
 	}
 	write(t, path, "ccc")
-	c.next(t)
-	c.none(t)
-	if c.count() != 2 {
-		t.Fatalf("%d reloads, want 2", c.count())
-	}
+	c.reloaded(t, 2)
 }
 
 // TestDirectoryBack: a watched directory removed is a change; once a
@@ -131,14 +122,9 @@ func TestDirectoryBack(t *testing.T) {
 	if err := os.Rename(other, dir); err != nil {
 		t.Fatal(err)
 	}
-	c.next(t)
-	c.none(t)
+	c.reloaded(t, 2)
 	write(t, filepath.Join(dir, "b"), "3")
-	c.next(t)
-	c.none(t)
-	if c.count() != 3 {
-		t.Fatalf("%d reloads, want 3", c.count())
-	}
+	c.reloaded(t, 3)
 }
 
 // TestInotifyStopped: when the inotify instance stops (its reader ends),
@@ -152,11 +138,7 @@ func TestInotifyStopped(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, path, "bb")
-	c.next(t)
-	c.none(t)
+	c.reloaded(t, 1)
 	write(t, path, "ccc")
-	c.next(t)
-	if c.count() != 2 {
-		t.Fatalf("%d reloads, want 2", c.count())
-	}
+	c.reloaded(t, 2)
 }

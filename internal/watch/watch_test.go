@@ -66,6 +66,17 @@ func (c *counter) next(t *testing.T) {
 	}
 }
 
+// reloaded waits for the next reload, checks that no other follows it,
+// and that it makes want reloads in all.
+func (c *counter) reloaded(t *testing.T, want int) {
+	t.Helper()
+	c.next(t)
+	c.none(t)
+	if n := c.count(); n != want {
+		t.Fatalf("%d reloads, want %d", n, want)
+	}
+}
+
 // none checks that no reload comes within several quiet windows.
 func (c *counter) none(t *testing.T) {
 	t.Helper()
@@ -100,11 +111,7 @@ func TestKubeletUpdate(t *testing.T) {
 				if err := kubelet.Update(dir, map[string]string{"app.conf": "v" + string(rune('0'+i)), "other.conf": "x"}); err != nil {
 					t.Fatal(err)
 				}
-				c.next(t)
-				c.none(t)
-				if c.count() != i {
-					t.Fatalf("%d reloads after %d updates", c.count(), i)
-				}
+				c.reloaded(t, i)
 			}
 		})
 	}
