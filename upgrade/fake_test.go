@@ -54,6 +54,19 @@ func (c *fakeClock) AfterFunc(d time.Duration, f func()) func() bool {
 
 // next takes the earliest timer due by then, if any, and moves the clock
 // to it.
+// armed counts the timers neither fired nor stopped.
+func (c *fakeClock) armed() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, tm := range c.timers {
+		if !tm.stopped {
+			n++
+		}
+	}
+	return n
+}
+
 func (c *fakeClock) next(then time.Time) *fakeTimer {
 	c.mu.Lock()
 	defer c.mu.Unlock()

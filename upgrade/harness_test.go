@@ -112,10 +112,7 @@ func (h *harness) advance(d time.Duration) {
 
 // signal delivers sig as the reaper would.
 func (h *harness) signal(sig unix.Signal) {
-	h.do(func() {
-		h.s.settle()
-		h.s.signal(sig)
-	})
+	h.do(func() { h.s.onSignal(sig) })
 }
 
 // exits makes the reaper report these exits, in one batch, with children
@@ -123,8 +120,7 @@ func (h *harness) signal(sig unix.Signal) {
 func (h *harness) exits(children bool, es ...reaper.Exit) {
 	h.do(func() {
 		h.r.exits, h.r.children = es, children
-		h.s.settle()
-		h.s.reap()
+		h.s.onReapable()
 	})
 }
 
@@ -139,10 +135,7 @@ func killed(pid int, sig unix.Signal) reaper.Exit {
 
 // notify delivers READY=1 from gen's main process.
 func (h *harness) ready(gen, pid int) {
-	h.do(func() {
-		h.s.settle()
-		h.s.handleNotice(notifyEvent{gen: gen, sender: pid, notice: notice{ready: true}})
-	})
+	h.do(func() { h.s.onNotice(notifyEvent{gen: gen, sender: pid, notice: notice{ready: true}}) })
 }
 
 // reload starts a reload and returns its answer channel once the

@@ -206,10 +206,7 @@ func (s *script) do(f func()) bool {
 
 // signal delivers sig as the reaper would.
 func (s *script) signal(sig unix.Signal) {
-	s.do(func() {
-		s.h.s.settle()
-		s.h.s.signal(sig)
-	})
+	s.do(func() { s.h.s.onSignal(sig) })
 }
 
 // advance moves the clock by d, firing every timer due on the way, each
@@ -277,8 +274,7 @@ func (s *script) flush() {
 func (s *script) reapBatch(children bool, es ...reaper.Exit) {
 	s.do(func() {
 		s.h.r.exits, s.h.r.children = es, children
-		s.h.s.settle()
-		s.h.s.reap()
+		s.h.s.onReapable()
 	})
 }
 
@@ -333,8 +329,7 @@ func (s *script) step(op, arg byte) {
 			h.os.mu.Unlock()
 		}
 		s.do(func() {
-			h.s.settle()
-			h.s.handleNotice(notifyEvent{gen: gen, sender: pid, at: h.clock.Now(), notice: notice{ready: true}})
+			h.s.onNotice(notifyEvent{gen: gen, sender: pid, at: h.clock.Now(), notice: notice{ready: true}})
 		})
 	case opExit:
 		s.exit(arg)
@@ -502,15 +497,7 @@ func (s *script) check(when string) {
 	}
 	// Timers: a handful per live generation, and a few of the
 	// supervisor's own.
-	h.clock.mu.Lock()
-	armed := 0
-	for _, tm := range h.clock.timers {
-		if !tm.stopped {
-			armed++
-		}
-	}
-	h.clock.mu.Unlock()
-	if armed > 4*live+8 {
+	if armed := h.clock.armed(); armed > 4*live+8 {
 		t.Fatalf("%s: %d timers armed for %d live generations", when, armed, live)
 	}
 }

@@ -656,17 +656,6 @@ func TestReleaseAfterActivity(t *testing.T) {
 		h.sync()
 		h.wantReleases(want)
 	}
-	armed := func() int {
-		h.clock.mu.Lock()
-		defer h.clock.mu.Unlock()
-		n := 0
-		for _, tm := range h.clock.timers {
-			if !tm.stopped {
-				n++
-			}
-		}
-		return n
-	}
 	ctx := context.Background()
 	releases(0)
 	h.advance(SettleAfter - time.Millisecond)
@@ -675,7 +664,7 @@ func TestReleaseAfterActivity(t *testing.T) {
 	releases(1)
 	h.advance(time.Hour)
 	releases(1)
-	if n := armed(); n != 0 {
+	if n := h.clock.armed(); n != 0 {
 		t.Fatalf("idle with %d timers armed", n)
 	}
 
@@ -702,10 +691,7 @@ func TestReleaseAfterActivity(t *testing.T) {
 		func() { h.exits(true, exited(555, 0)) },
 		func() { h.signal(unix.SIGUSR1) },
 		func() {
-			h.do(func() {
-				h.s.settle()
-				h.s.handleNotice(notifyEvent{gen: 1, sender: 100, notice: notice{status: "busy"}})
-			})
+			h.do(func() { h.s.onNotice(notifyEvent{gen: 1, sender: 100, notice: notice{status: "busy"}}) })
 		},
 	} {
 		act()
@@ -729,7 +715,7 @@ func TestReleaseAfterActivity(t *testing.T) {
 	releases(before + 1)
 	h.advance(time.Hour)
 	releases(before + 1)
-	if n := armed(); n != 0 {
+	if n := h.clock.armed(); n != 0 {
 		t.Fatalf("idle after the reload with %d timers armed", n)
 	}
 

@@ -160,28 +160,29 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 		s.opts.Started()
 	}
 	for !s.over {
-		// Every event but the supervisor's own timers leaves garbage:
-		// settle before handling it, so that a release the event itself
-		// starts (a reload's end) counts for it.
 		select {
 		case <-s.r.Reapable():
-			s.settle()
-			s.reap()
+			s.onReapable()
 		case sig := <-s.r.Terminations():
-			s.settle()
-			s.signal(sig.(unix.Signal))
+			s.onSignal(sig.(unix.Signal))
 		case sig := <-s.r.Signals():
-			s.settle()
-			s.signal(sig.(unix.Signal))
+			s.onSignal(sig.(unix.Signal))
 		case ev := <-s.notices:
-			s.settle()
-			s.handleNotice(ev)
+			s.onNotice(ev)
 		case f := <-s.do:
 			f() // a timer's, or a request's (see request)
 		}
 	}
 	return s.exit, nil
 }
+
+// onReapable, onSignal and onNotice handle the events of Run's loop other
+// than its timers and requests. Each leaves garbage: settle before
+// handling it, so that a release the event itself starts (a reload's
+// end) counts for it.
+func (s *Supervisor) onReapable()              { s.settle(); s.reap() }
+func (s *Supervisor) onSignal(sig unix.Signal) { s.settle(); s.signal(sig) }
+func (s *Supervisor) onNotice(ev notifyEvent)  { s.settle(); s.handleNotice(ev) }
 
 // post runs f on the owner goroutine, unless Run has returned. The owner
 // itself never calls it.

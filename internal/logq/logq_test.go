@@ -6,27 +6,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tini-hot/tini-hot/internal/syncbuf"
 )
 
 // stalled is an output that takes nothing until opened, like a pipe whose
 // reader is stuck.
 type stalled struct {
 	open chan struct{}
-	mu   sync.Mutex
-	got  strings.Builder
+	syncbuf.Buffer
 }
 
 func (s *stalled) Write(p []byte) (int, error) {
 	<-s.open
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.Write(p)
-}
-
-func (s *stalled) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.got.String()
+	return s.Buffer.Write(p)
 }
 
 // writeAll writes lines to w and fails t if that takes long: Write must
