@@ -58,6 +58,38 @@ func TestShort(t *testing.T) {
 	}
 }
 
+// TestOnly runs one table alone with -only, and refuses a table that does
+// not exist with a usage error.
+func TestOnly(t *testing.T) {
+	if os.Geteuid() != 0 {
+		need(t, "root (PID namespaces)")
+	}
+	if _, err := exec.LookPath("unshare"); err != nil {
+		need(t, "unshare (Debian package util-linux)")
+	}
+	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	cmd := exec.Command("go", "run", "./bench", "-short", "-only", "breakdown", "-o", out)
+	cmd.Dir = ".."
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bench -only breakdown: %v\n%s", err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := string(b)
+	if !strings.Contains(doc, "## Reload latency breakdown") || strings.Count(doc, "\n## ") != 1 || strings.Contains(doc, "error") {
+		t.Errorf("-only breakdown wrote:\n%s", doc)
+	}
+	cmd = exec.Command("go", "run", "./bench", "-only", "memory,nosuch")
+	cmd.Dir = ".."
+	// go run exits 1 and reports the program's own status.
+	msg, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(msg), `no table "nosuch"`) || !strings.Contains(string(msg), "exit status 2") {
+		t.Errorf("-only memory,nosuch: %v, %s; want exit status 2 and the table named", err, msg)
+	}
+}
+
 // need fails the test under CI and skips it elsewhere.
 func need(t *testing.T, format string, args ...any) {
 	t.Helper()

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,7 +32,11 @@ type options struct {
 	probes                             int // ticks of deploy/k8s's probes in the memory table
 	soakRequests                       int
 	wakeups, wrk                       time.Duration
+	only                               map[string]bool // tables to run; all when empty
 }
+
+// tables are the names -only takes, in the order of the document.
+var tables = []string{"methods", "pid1", "breakdown", "datapath", "soak", "memory"}
 
 func main() {
 	var o options
@@ -49,7 +54,16 @@ func main() {
 	flag.IntVar(&o.probes, "probes", 120, "ticks of deploy/k8s's probes, sped up 4 times, in the memory table")
 	flag.DurationVar(&o.wakeups, "wakeups", 10*time.Second, "window for counting idle wake-ups")
 	flag.DurationVar(&o.wrk, "wrk", 5*time.Second, "length of each wrk run")
+	only := flag.String("only", "", "run only these tables, comma-separated (`"+strings.Join(tables, ",")+"`), to try a change; the document then has only them")
 	flag.Parse()
+	o.only = map[string]bool{}
+	for _, name := range strings.FieldsFunc(*only, func(r rune) bool { return r == ',' }) {
+		if !slices.Contains(tables, name) {
+			fmt.Fprintf(os.Stderr, "bench: -only: no table %q (tables: %s)\n", name, strings.Join(tables, ", "))
+			os.Exit(2)
+		}
+		o.only[name] = true
+	}
 	if o.short {
 		o.duration, o.reloads, o.clients, o.rounds = 3*time.Second, 3, 2, 1
 		o.breakdown, o.soak, o.soakRequests, o.orphans, o.startups, o.probes = 20, 20, 10000, 1000, 30, 10
@@ -84,28 +98,33 @@ func run(o options, out string) error {
 	}
 	began := time.Now()
 	var doc strings.Builder
-	step := func(title string, f func() string) {
+	step := func(name, title string, f func() string) {
+		if len(o.only) > 0 && !o.only[name] {
+			return
+		}
 		t0 := time.Now()
 		fmt.Fprintf(os.Stderr, "bench: %s…\n", title)
 		fmt.Fprintf(&doc, "## %s\n\n%s\n", title, f())
 		fmt.Fprintf(os.Stderr, "bench: %s took %v\n", title, time.Since(t0).Round(time.Second))
 	}
 	var runs []runResult
-	step("Upgrade methods under the same load", func() string {
+	step("methods", "Upgrade methods under the same load", func() string {
 		table, r := upgradeTable(b, o)
 		runs = r
 		return table
 	})
-	rps, p99 := strings.TrimSuffix(out, ".md")+"-rps.svg", strings.TrimSuffix(out, ".md")+"-p99.svg"
-	if err := charts(runs, rps, p99); err != nil {
-		return err
+	if runs != nil {
+		rps, p99 := strings.TrimSuffix(out, ".md")+"-rps.svg", strings.TrimSuffix(out, ".md")+"-p99.svg"
+		if err := charts(runs, rps, p99); err != nil {
+			return err
+		}
+		fmt.Fprintf(&doc, "![requests per second over time](%s)\n\n![p99 latency over time](%s)\n\n", filepath.Base(rps), filepath.Base(p99))
 	}
-	fmt.Fprintf(&doc, "![requests per second over time](%s)\n\n![p99 latency over time](%s)\n\n", filepath.Base(rps), filepath.Base(p99))
-	step("PID-1 duties", func() string { return pid1Table(b, o) })
-	step("Reload latency breakdown", func() string { return breakdownTable(b, o.breakdown) })
-	step("Data path", func() string { return dataPathTable(b, o.wrk) })
-	step("Soak", func() string { return soakTable(b, o.soak, o.soakRequests, o.clients) })
-	step("Memory across reloads and probes", func() string { return memoryTable(b, o.soak, o.probes) })
+	step("pid1", "PID-1 duties", func() string { return pid1Table(b, o) })
+	step("breakdown", "Reload latency breakdown", func() string { return breakdownTable(b, o.breakdown) })
+	step("datapath", "Data path", func() string { return dataPathTable(b, o.wrk) })
+	step("soak", "Soak", func() string { return soakTable(b, o.soak, o.soakRequests, o.clients) })
+	step("memory", "Memory across reloads and probes", func() string { return memoryTable(b, o.soak, o.probes) })
 
 	head := fmt.Sprintf("# tini-hot benchmarks\n\nWritten by `go run ./bench%s -o %s` on %s, commit %s, in %v.\n\nMachine: %s.\n\n",
 		map[bool]string{true: " -short", false: ""}[o.short], out, began.UTC().Format("2006-01-02 15:04 MST"), rev, time.Since(began).Round(time.Second), machine())

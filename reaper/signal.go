@@ -8,9 +8,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sigRTMin is the first real-time signal a program may use: glibc keeps 32
-// and 33 for itself (SIGRTMIN in C is 34 on Linux with glibc or musl).
-const sigRTMin = 34
+// sigRTMin is the first real-time signal a Go program can catch: glibc
+// keeps 32 and 33 for itself, and the Go runtime keeps 34 for musl's
+// (its SIGSYNCCALL): it installs no handler for 34, and os/signal cannot
+// enable one (_SigSetStack in the runtime's signal table, Go issue 39343).
+// SIGRTMIN in C is 34 on Linux with glibc or musl.
+const sigRTMin = 35
 
 // sigMax is the highest signal number on Linux (_NSIG - 1).
 const sigMax = 64
@@ -19,8 +22,10 @@ const sigMax = 64
 // except SIGKILL and SIGSTOP (uncatchable), SIGCHLD (it drives reaping),
 // SIGURG (the Go runtime's preemption signal), SIGPROF (the Go runtime
 // consumes it for its profiler and never delivers it), SIGPIPE (tini-hot's
-// own writes raise it; see [New]) and 32, 33 (reserved by the C
-// libraries).
+// own writes raise it; see [New]), 32 and 33 (reserved by the C
+// libraries) and 34 (which a Go program cannot catch: as PID 1 the kernel
+// drops it, as it does every signal PID 1 has no handler for; otherwise
+// it ends tini-hot, as SIGKILL would).
 func Forwardable() []unix.Signal {
 	var sigs []unix.Signal
 	for n := 1; n <= sigMax; n++ {
@@ -33,6 +38,23 @@ func Forwardable() []unix.Signal {
 		}
 	}
 	return sigs
+}
+
+// Essential lists the forwardable signals that a Go program does not drop
+// while it has not subscribed to them: the runtime exits on SIGHUP, SIGINT
+// and SIGTERM (its _SigKill signals) and crashes with a stack trace on
+// SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSTKFLT and
+// SIGSYS (_SigThrow, _SigPanic), sent by kill(2) as well, and leaves SIGTSTP,
+// SIGTTIN and SIGTTOU at their default, which stops the process (unless
+// its process group is orphaned: the kernel discards them then). It drops
+// every other forwardable signal (TestUnsubscribed). [New] subscribes to
+// these before it returns, to the rest in the background.
+func Essential() []unix.Signal {
+	return []unix.Signal{
+		unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT,
+		unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, unix.SIGTERM, unix.SIGSTKFLT, unix.SIGSYS,
+		unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
+	}
 }
 
 // ParseSignal reads a signal given as a name with or without the SIG

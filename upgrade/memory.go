@@ -146,7 +146,10 @@ const SettleAfter = 5 * time.Second
 // tini-hot from 1.4 MiB to 1.7; probes and scrapes pass the mark within a
 // minute, and collecting then, while the heap is small, keeps tini-hot
 // lower than waiting for the runtime's own first collection would (median
-// 2,564 KiB against 2,748 under the probes above).
+// 2,564 KiB against 2,748 under the probes above). The tini-hot command
+// pays for those first collections once its first generation runs
+// (internal/footprint.Trim), which passes the mark: there, activity
+// releases from the start.
 func (s *Supervisor) settle() {
 	if s.settleDue != nil || s.ending() {
 		return

@@ -3,8 +3,8 @@
 // waits for it and exits with its status, and does nothing else. Built
 // with the tag libs, it also links the libraries tini-hot links, so that
 // their initialisation runs; with the tag libs and the flag -signals, it
-// subscribes to signals as tini-hot does (reaper.New) before it starts
-// the child.
+// subscribes to signals as tini-hot does (reaper.New: the essential ones
+// before it starts the child, the others beside it).
 //
 // With -collect N it is the memory floor instead, for the benchmark's
 // memory table: it prints its RssAnon in KiB, then again after N/10 and

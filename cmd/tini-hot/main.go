@@ -23,6 +23,7 @@ import (
 
 	"github.com/tini-hot/tini-hot/control"
 	"github.com/tini-hot/tini-hot/internal/cli"
+	"github.com/tini-hot/tini-hot/internal/footprint"
 	"github.com/tini-hot/tini-hot/internal/launch"
 	"github.com/tini-hot/tini-hot/internal/listen"
 	"github.com/tini-hot/tini-hot/internal/logq"
@@ -121,14 +122,21 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		listeners = append(listeners, l)
 	}
 
-	var r *reaper.Reaper
-	procs.Paired(func() { r, err = reaper.New() })
+	// The subscriptions New leaves to the background (see reaper.New)
+	// go on while the application starts, on two processors still.
+	unpair := procs.Pair()
+	r, err := reaper.New()
 	if err != nil {
+		unpair()
 		return fail(err)
 	}
+	go func() {
+		<-r.Subscribed()
+		unpair()
+	}()
 	if len(listeners) > 0 {
-		// After the signal subscriptions, which run on two processors:
-		// a goroutine started before them took a thread more. A
+		// After the essential signal subscriptions, which run on two
+		// processors: a goroutine started before them took a thread more. A
 		// generation's shutdown(2) of a shared socket would stop it for
 		// every generation: listen again at once.
 		if g, err := listen.Guard(listeners, log); err != nil {
@@ -160,12 +168,18 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	// cannot start a thread it needs (procs.Reserve). Once the first
 	// generation has run a moment: reserved on the way to its fork,
 	// they made `tini-hot -- /bin/true` 0.8 ms slower, and right after
-	// it 0.3 ms; a command that ends sooner needs none.
+	// it 0.3 ms; a command that ends sooner needs none. Then tini-hot
+	// trims what it keeps of its start: the garbage collector's one-time
+	// cost, paid now while the heap is smallest, and the binary's pages
+	// that only the start touched (footprint.Trim).
 	var reserve *time.Timer
 	opts.Started = func() {
 		reserve = time.AfterFunc(reserveAfter, func() {
 			procs.Reserve(procs.Reserved)
 			log.Debug("threads reserved", "threads", procs.Reserved)
+			if err := footprint.Trim(); err != nil {
+				log.Info("start-up pages of the binary kept", "err", err)
+			}
 		})
 	}
 	defer func() {
