@@ -24,17 +24,7 @@ func TestShort(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	out := filepath.Join(dir, "BENCHMARKS.md")
-	cmd := exec.Command("go", "run", "./bench", "-short", "-o", out)
-	cmd.Dir = ".."
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("bench -short: %v\n%s", err, msg)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
+	doc := runBench(t, dir, "-short")
 	for _, want := range []string{
 		"## Upgrade methods under the same load", "| p99 of each round | p99 without upgrades |", "| keep-alive: p99 during upgrades | keep-alive: p99 without | over the p99 without upgrades, first 20ms of an upgrade |", "| tini-hot |", "| tini-hot, SIGHUP |", "| stop-then-start |", "| SO_REUSEPORT |", "| tableflip |", "| tini-hot, naive app |",
 		"## PID-1 duties", "| tini |", "| dumb-init |", "| catatonit |",
@@ -67,27 +57,34 @@ func TestOnly(t *testing.T) {
 	if _, err := exec.LookPath("unshare"); err != nil {
 		need(t, "unshare (Debian package util-linux)")
 	}
-	out := filepath.Join(t.TempDir(), "BENCHMARKS.md")
-	cmd := exec.Command("go", "run", "./bench", "-short", "-only", "breakdown", "-o", out)
-	cmd.Dir = ".."
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("bench -only breakdown: %v\n%s", err, msg)
-	}
-	b, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := string(b)
+	doc := runBench(t, t.TempDir(), "-short", "-only", "breakdown")
 	if !strings.Contains(doc, "## Reload latency breakdown") || strings.Count(doc, "\n## ") != 1 || strings.Contains(doc, "error") {
 		t.Errorf("-only breakdown wrote:\n%s", doc)
 	}
-	cmd = exec.Command("go", "run", "./bench", "-only", "memory,nosuch")
+	cmd := exec.Command("go", "run", "./bench", "-only", "memory,nosuch")
 	cmd.Dir = ".."
 	// go run exits 1 and reports the program's own status.
 	msg, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(msg), `no table "nosuch"`) || !strings.Contains(string(msg), "exit status 2") {
 		t.Errorf("-only memory,nosuch: %v, %s; want exit status 2 and the table named", err, msg)
 	}
+}
+
+// runBench runs `go run ./bench ARGS -o DIR/BENCHMARKS.md` from the
+// repository's root, as a user would, and returns the document.
+func runBench(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out := filepath.Join(dir, "BENCHMARKS.md")
+	cmd := exec.Command("go", append(append([]string{"run", "./bench"}, args...), "-o", out)...)
+	cmd.Dir = ".."
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("bench %v: %v\n%s", args, err, msg)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 // need fails the test under CI and skips it elsewhere.

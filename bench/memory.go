@@ -73,7 +73,7 @@ func memoryTable(b bins, reloads, probes int) string {
 
 	var t strings.Builder
 	fmt.Fprintf(&t, "RssAnon before and after. `bench/floor -collect %d` does nothing but run %d garbage collections, each returning freed memory to the system as tini-hot does after a reload (median of 3 runs by growth). "+
-		"tini-hot is read 1 s after it serves, again %v after it serves (it gives memory back %v after activity, once its RssAnon has grown 512 KiB since its start: READY=1 alone does not do it), then after back-to-back `tini-hot reload`s, a tenth of them and all of them, each time 1 s after the last drain has ended; "+
+		"tini-hot is read 1 s after it serves, again %v after it serves (it gives memory back %v after activity; it has run two collections once its first generation started, footprint.Trim), then after back-to-back `tini-hot reload`s, a tenth of them and all of them, each time 1 s after the last drain has ended; "+
 		"or under deploy/k8s's readiness and liveness probes (`tini-hot probe`) and Prometheus scrapes, %d times as often (a readiness probe every %v, a liveness probe every 5th, a scrape every 8th), read %v after the last; the highest figure is sampled every 50 ms during the work. "+
 		"The growth is counted from the first reading. "+
 		"The floor shows the Go runtime's step at its first collections (the structures its collector keeps for each size class in use); what grows after the first tenth would go on growing with the work; "+
