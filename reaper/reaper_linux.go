@@ -36,8 +36,8 @@ const signalBuffer = 256
 // the process is PID 1, makes it a child subreaper. Call it before starting
 // any child, so that no exit and no signal is missed.
 //
-// Only the signals the Go runtime dies of while nobody has subscribed to
-// them ([Essential]) are subscribed to before New returns; the others go
+// Only the signals a Go program dies or stops of while nobody has
+// subscribed to them ([Essential]) are subscribed to before New returns; the others go
 // on in a goroutine of their own, done when [Reaper.Subscribed] is closed.
 // os/signal enables each signal with a round trip between two of the
 // runtime's threads (30-60 µs each on a loaded machine of 2 CPUs); the 40
@@ -76,10 +76,11 @@ func New() (*Reaper, error) {
 	// loses the fact that it came.
 	signal.Notify(r.term, unix.SIGTERM)
 	var early, late []os.Signal
+	essential := Essential()
 	for _, s := range Forwardable() {
 		switch {
 		case s == unix.SIGTERM:
-		case slices.Contains(Essential(), s):
+		case slices.Contains(essential, s):
 			early = append(early, s)
 		default:
 			late = append(late, s)

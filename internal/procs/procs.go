@@ -1,7 +1,6 @@
 // Package procs bounds the processors (GOMAXPROCS) tini-hot runs its own Go
 // code on, from its initialiser. A program imports it for that effect,
-// and calls [Pair] or [Paired] around work made of round trips between
-// threads.
+// and calls [Pair] around work made of round trips between threads.
 //
 // The Go runtime makes one processor per CPU (of the node, or of the pod's
 // CPU limit), and each brings threads, wake-ups and caches of memory. A
@@ -43,13 +42,6 @@ var available = runtime.GOMAXPROCS(0)
 
 func init() {
 	runtime.GOMAXPROCS(min(available, Max))
-}
-
-// Paired runs f on two processors when the runtime had two or more, then
-// goes back to the bound (see [Pair]).
-func Paired(f func()) {
-	defer Pair()()
-	f()
 }
 
 // Pair puts the runtime on two processors when it had two or more, until

@@ -14,13 +14,14 @@ import (
 )
 
 // TestMain, with PROCS_PRINT set, prints the processors the initialiser
-// left, those Paired runs its function on and those after it, and exits:
+// left, those between Pair and its unpair, and those after it, and exits:
 // the test binary as a program that imports the package.
 func TestMain(m *testing.M) {
 	if os.Getenv("PROCS_PRINT") == "1" {
 		bound := runtime.GOMAXPROCS(0)
-		var paired int
-		Paired(func() { paired = runtime.GOMAXPROCS(0) })
+		unpair := Pair()
+		paired := runtime.GOMAXPROCS(0)
+		unpair()
 		fmt.Println(bound, paired, runtime.GOMAXPROCS(0))
 		os.Exit(0)
 	}
@@ -93,7 +94,7 @@ func TestBound(t *testing.T) {
 			t.Fatalf("%s: %v", c.env, err)
 		}
 		if got := strings.TrimSpace(string(out)); got != c.want {
-			t.Errorf("%s: processors bound, in Paired and after %q, want %q", c.env, got, c.want)
+			t.Errorf("%s: processors bound, in Pair and after %q, want %q", c.env, got, c.want)
 		}
 	}
 }
