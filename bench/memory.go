@@ -77,7 +77,7 @@ func memoryTable(b bins, reloads, probes int) string {
 		"or under deploy/k8s's readiness and liveness probes (`tini-hot probe`) and Prometheus scrapes, %d times as often (a readiness probe every %v, a liveness probe every 5th, a scrape every 8th), read %v after the last; the highest figure is sampled every 50 ms during the work. "+
 		"The growth is counted from the first reading. "+
 		"The floor shows the Go runtime's step at its first collections (the structures its collector keeps for each size class in use); what grows after the first tenth would go on growing with the work; "+
-		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one, two while it subscribes to signals; the application keeps the variable).\n\n",
+		"with GOMAXPROCS=32 the Go runtime makes 32 processors, as it would on a node of 32 CPUs for a pod with no CPU limit (tini-hot runs its own code on one; the application keeps the variable).\n\n",
 		floorCollections, floorCollections, settled, upgrade.SettleAfter, int(2*time.Second/probeTick), probeTick, settled)
 	t.WriteString("| program | work | RssAnon before | idle still, settled | after a tenth of the work | after all of it | growth | of which in the last nine tenths | highest during the work |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	kib := func(n int) string {

@@ -168,7 +168,7 @@ func pid1Table(b bins, o options) string {
 		}
 	}
 	t.WriteString("\nThe start-up floor of a Go init, from the same rounds: `bench/floor` forks and execs `/bin/true`, waits for it and exits, and does nothing else; " +
-		"built with tini-hot's libraries linked (their initialisation runs), and then also subscribing to the signals tini-hot forwards, as tini-hot does (reaper.New: the essential ones before it starts the command, the others beside it).\n\n")
+		"built with tini-hot's libraries linked (their initialisation runs), and then also subscribing, as tini-hot does before it starts the command, to the 17 signals it must not miss (reaper.New, every thread on one CPU meanwhile: affinity.Pin; tini-hot takes the 40 others 5 ms after the fork, which `/bin/true` does not wait for).\n\n")
 	if floorErr != nil {
 		fmt.Fprintf(&t, "(error: %v)\n\n", floorErr)
 	}

@@ -44,6 +44,15 @@ func (p *proc) waitGen(n int, state string) upgrade.GenerationStatus {
 	})
 }
 
+// waitSignals waits until tini-hot forwards every forwardable signal.
+func (p *proc) waitSignals() {
+	p.t.Helper()
+	waitFor(p.t, "every signal forwarded", func() (string, bool) {
+		st := p.status()
+		return st.Signals, st.Signals == "all"
+	})
+}
+
 // reloadWithin runs `tini-hot reload args...` and fails the test if it
 // has not returned within d: a reload that hangs is a defect.
 func (p *proc) reloadWithin(d time.Duration, args ...string) (string, int) {
@@ -469,7 +478,7 @@ func TestInheritedSignalState(t *testing.T) {
 func grepSig(status string) string {
 	var out []string
 	for _, l := range strings.Split(status, "\n") {
-		if strings.HasPrefix(l, "Sig") {
+		if strings.HasPrefix(l, "Sig") || strings.HasPrefix(l, "Cpus_allowed") {
 			out = append(out, l)
 		}
 	}
@@ -478,8 +487,16 @@ func grepSig(status string) string {
 
 // TestOwnProcessGroup: the application leads a process group of its own,
 // and with nothing inherited it starts with no signal ignored or blocked,
-// whatever tini-hot itself ignores (SIGPIPE) or handles.
+// whatever tini-hot itself ignores (SIGPIPE) or handles; and on the CPUs
+// tini-hot was given, though tini-hot runs on one CPU while it subscribes
+// to signals (affinity.Pin).
 func TestOwnProcessGroup(t *testing.T) {
+	own, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, cpus, _ := strings.Cut(string(own), "Cpus_allowed_list:")
+	cpus, _, _ = strings.Cut(cpus, "\n")
 	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
@@ -488,7 +505,7 @@ func TestOwnProcessGroup(t *testing.T) {
 				t.Fatalf("exit status %d; output:\n%s", code, p.stderr)
 			}
 			out := p.stderr.String()
-			for _, want := range []string{"SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"} {
+			for _, want := range []string{"SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000", "Cpus_allowed_list:" + cpus + "\n"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("output lacks %q:\n%s", want, grepSig(out))
 				}

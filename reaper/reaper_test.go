@@ -129,7 +129,7 @@ func TestTerminationNeverDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Stop()
-	<-r.Subscribed()
+	r.SubscribeRest()
 	// The Go runtime merges a signal still pending with the same one, so
 	// send each only once the last has reached the channel.
 	sigs := []unix.Signal{unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, 40, 41, 42}

@@ -179,10 +179,12 @@ func TestUnsubscribed(t *testing.T) {
 	}
 }
 
-// TestSubscribedAtOnce sends an essential signal right after New, before
-// the background subscriptions are done: it must arrive, not end the test
-// binary; and every other forwardable signal once Subscribed is closed.
-func TestSubscribedAtOnce(t *testing.T) {
+// TestSubscribeRest sends an essential signal right after New: it must
+// arrive, not end the test binary. The others arrive once SubscribeRest
+// has run, which closes Subscribed, and not before (an unsubscribed one
+// would end the test binary: none is sent before). A second call does
+// nothing.
+func TestSubscribeRest(t *testing.T) {
 	r, err := New()
 	if err != nil {
 		t.Fatal(err)
@@ -205,13 +207,36 @@ func TestSubscribedAtOnce(t *testing.T) {
 	receive(unix.SIGHUP)
 	select {
 	case <-r.Subscribed():
-	case <-time.After(10 * time.Second):
-		t.Fatal("background subscriptions not done after 10 s")
+		t.Fatal("Subscribed closed before SubscribeRest")
+	default:
 	}
+	r.SubscribeRest()
+	select {
+	case <-r.Subscribed():
+	default:
+		t.Fatal("Subscribed still open after SubscribeRest")
+	}
+	r.SubscribeRest()
 	for _, sig := range []unix.Signal{unix.SIGUSR1, unix.SIGWINCH, 40, 64} {
 		if err := unix.Kill(unix.Getpid(), sig); err != nil {
 			t.Fatal(err)
 		}
 		receive(sig)
+	}
+}
+
+// TestStopBeforeSubscribeRest: after Stop, SubscribeRest returns at once
+// and subscribes to nothing; Stop does not wait for it.
+func TestStopBeforeSubscribeRest(t *testing.T) {
+	r, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	r.SubscribeRest()
+	select {
+	case <-r.Subscribed():
+		t.Fatal("SubscribeRest after Stop closed Subscribed")
+	default:
 	}
 }

@@ -328,6 +328,12 @@ func (r *fakeReaper) Reap() ([]reaper.Exit, bool) {
 	r.exits = nil
 	return e, r.children
 }
+func (r *fakeReaper) Subscribed() <-chan struct{} { return subscribed }
+
+// subscribed is closed: a fake reaper forwards every signal from the
+// start.
+var subscribed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 func (r *fakeReaper) SignalAll(sig unix.Signal) (int, error) {
 	r.all = append(r.all, sig)
 	return 1, nil

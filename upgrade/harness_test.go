@@ -54,7 +54,7 @@ func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 		member:    h.os.member,
 		adopted:   h.os.adopted,
 		signal:    h.os.signal,
-		cgroup:    "v2",
+		cgroup:    func() string { return "v2" },
 		memory:    h.os.memory,
 		opened:    h.os.openedMemory,
 		figures:   h.os.figures,

@@ -58,6 +58,10 @@ type Status struct {
 	// exited on its own (--restart).
 	Restarts  int             `json:"restarts"`
 	Container ContainerStatus `json:"container"`
+	// Signals is "all" once every forwardable signal is forwarded;
+	// "essential" in the first milliseconds, while only those that would
+	// kill or stop tini-hot are (see reaper.New).
+	Signals string `json:"signals"`
 	// Reaped counts the processes reaped since start: the generations'
 	// main processes, their readiness checks and every orphan.
 	Reaped uint64 `json:"reaped"`
@@ -183,7 +187,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 		f := s.sys.figures(ps.tree(g.Pid, g.Number, true))
 		st.Generations[i].GenerationUsage = &GenerationUsage{MemoryBytes: f.AnonBytes, Processes: f.Processes, Threads: f.Threads, FDs: f.FDs, CPUSeconds: f.CPUSeconds}
 	}
-	st.Container.Cgroup = s.sys.cgroup
+	st.Container.Cgroup = s.sys.cgroup()
 	if m, err := s.sys.memory(); err != nil {
 		st.Container.Error = err.Error()
 	} else {
@@ -194,7 +198,12 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 
 // status reports the supervisor.
 func (s *Supervisor) status() Status {
-	st := Status{Pid: s.self, State: "running", Reloads: s.counters, Restarts: s.restarts, Reaped: s.reaped, ReadySeconds: s.readyTimes.clone(), DrainSeconds: s.drainTimes.clone()}
+	st := Status{Pid: s.self, State: "running", Reloads: s.counters, Restarts: s.restarts, Reaped: s.reaped, ReadySeconds: s.readyTimes.clone(), DrainSeconds: s.drainTimes.clone(), Signals: "all"}
+	select {
+	case <-s.r.Subscribed():
+	default:
+		st.Signals = "essential"
+	}
 	switch {
 	case s.closing():
 		st.State = s.closedReason()

@@ -65,7 +65,8 @@ type Supervisor struct {
 	releaseAt  time.Time
 	releaseDue *timer
 	settleDue  *timer
-	// anonAtStart is tini-hot's RssAnon when Run began, 0 if unknown
+	// anonAtStart is tini-hot's RssAnon when the first generation had
+	// started, 0 if unknown
 	// (see worthReleasing).
 	anonAtStart uint64
 	// restarts counts the generations started after the serving one
@@ -144,12 +145,6 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 			}
 		}
 	}()
-	s.anonAtStart, _ = s.sys.anon()
-	// The OOM kills so far: read when the cgroup was found, a moment
-	// ago; reading them again would delay the start.
-	if m, err := s.sys.opened(); err == nil {
-		s.oomSeen = m.OOMKills
-	}
 	g, err := s.start()
 	if err != nil {
 		return reaper.Exit{}, err
@@ -158,6 +153,13 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 	s.watch(g)
 	if s.opts.Started != nil {
 		s.opts.Started()
+	}
+	// Once the application is on its way, which these reads would
+	// delay: tini-hot's own memory, and the OOM kills so far, read when
+	// the cgroup was found rather than read again.
+	s.anonAtStart, _ = s.sys.anon()
+	if m, err := s.sys.opened(); err == nil {
+		s.oomSeen = m.OOMKills
 	}
 	for !s.over {
 		select {

@@ -42,8 +42,8 @@ type sys struct {
 	signal func(ps []proctree.Process, sig unix.Signal) int
 	// cgroup is the container's cgroup version ("v1", "v2", "none");
 	// memory reads its memory now; opened is what was read when the
-	// cgroup was found, before the supervisor was made.
-	cgroup string
+	// cgroup was found (see usage.Deferred: at the first of these calls).
+	cgroup func() string
 	memory func() (usage.Memory, error)
 	opened func() (usage.Memory, error)
 	// figures reads what ps use.
@@ -103,6 +103,7 @@ type reaperAPI interface {
 	Signals() <-chan os.Signal
 	Reap() (exits []reaper.Exit, children bool)
 	SignalAll(sig unix.Signal) (int, error)
+	Subscribed() <-chan struct{}
 }
 
 // osSys is the real seam for a supervisor with pid self in container c;
@@ -128,7 +129,7 @@ func osSys(self int, init bool, c *usage.Container) sys {
 			return proctree.Adopted(self)
 		},
 		signal: proctree.SignalAll,
-		cgroup: c.Version(),
+		cgroup: c.Version,
 		memory: c.Memory,
 		opened: c.Opened,
 		figures: func(ps []proctree.Process) usage.Figures {

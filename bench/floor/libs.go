@@ -20,8 +20,8 @@ import (
 )
 
 func init() {
-	// tini-hot's own subscriptions, as it makes them around the start
-	// of the command.
+	// tini-hot's own subscriptions, as it makes them before it starts
+	// the command.
 	subscribe = func() {
 		if _, err := reaper.New(); err != nil {
 			os.Stderr.WriteString("floor: " + err.Error() + "\n")

@@ -3,8 +3,9 @@
 // waits for it and exits with its status, and does nothing else. Built
 // with the tag libs, it also links the libraries tini-hot links, so that
 // their initialisation runs; with the tag libs and the flag -signals, it
-// subscribes to signals as tini-hot does (reaper.New: the essential ones
-// before it starts the child, the others beside it).
+// also subscribes to the signals tini-hot takes before it starts the
+// child (reaper.New: those it must not miss; tini-hot takes the others
+// 5 ms after the fork).
 //
 // With -collect N it is the memory floor instead, for the benchmark's
 // memory table: it prints its RssAnon in KiB, then again after N/10 and

@@ -77,9 +77,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // between reloads (status and metrics requests).
 const softMemoryLimit = 8 << 20
 
-// reserveAfter is how long after the first generation's start tini-hot
-// reserves the threads it may need later (see procs.Reserve).
-const reserveAfter = 5 * time.Millisecond
+// settleAfter is how long after the first generation's start tini-hot
+// subscribes to the signals that can wait and reserves the threads it may
+// need later (see supervise).
+const settleAfter = 5 * time.Millisecond
 
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
@@ -122,23 +123,13 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		listeners = append(listeners, l)
 	}
 
-	// The subscriptions New leaves to the background (see reaper.New)
-	// go on while the application starts, on two processors still.
-	unpair := procs.Pair()
 	r, err := reaper.New()
 	if err != nil {
-		unpair()
 		return fail(err)
 	}
-	go func() {
-		<-r.Subscribed()
-		unpair()
-	}()
 	if len(listeners) > 0 {
-		// After the essential signal subscriptions, which run on two
-		// processors: a goroutine started before them took a thread more. A
-		// generation's shutdown(2) of a shared socket would stop it for
-		// every generation: listen again at once.
+		// A generation's shutdown(2) of a shared socket would stop it
+		// for every generation: listen again at once.
 		if g, err := listen.Guard(listeners, log); err != nil {
 			log.Warn("sockets not guarded against shutdown(2)", "err", err)
 		} else {
@@ -159,22 +150,39 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	}
 	opts := cfg.Supervisor
 	opts.Reaper, opts.Listeners, opts.Signals, opts.Logger = r, listeners, inherited, log
-	opts.Container, err = usage.Detect()
-	if err != nil {
-		log.Info("no memory cgroup: reloads do not check memory", "err", err)
-	}
-	// Threads for later, while the container has room for them: at its
-	// pids limit it could give none, and the Go runtime dies when it
-	// cannot start a thread it needs (procs.Reserve). Once the first
-	// generation has run a moment: reserved on the way to its fork,
-	// they made `tini-hot -- /bin/true` 0.8 ms slower, and right after
-	// it 0.3 ms; a command that ends sooner needs none. Then tini-hot
-	// trims what it keeps of its start: the garbage collector's one-time
-	// cost, paid now while the heap is smallest, and the binary's pages
-	// that only the start touched (footprint.Trim).
-	var reserve *time.Timer
+	container := usage.Deferred()
+	opts.Container = container
+	// What tini-hot needs only once the application runs waits for its
+	// fork. Right after it, beside the application's start (its exec,
+	// on the other CPU): the memory cgroup and the control socket,
+	// 0.3 and 0.1 ms of `tini-hot -- /bin/true` when they came before.
+	//
+	// Once the first generation has run a moment (a command that ends
+	// sooner needs none of it):
+	//   - the signals that can wait (reaper.New): 0.3 ms more of
+	//     `tini-hot -- /bin/true` right after the fork, where their
+	//     round trips shared the CPUs with the command's start;
+	//   - threads for later, while the container has room for them: at
+	//     its pids limit it could give none, and the Go runtime dies when
+	//     it cannot start a thread it needs (procs.Reserve); reserved on
+	//     the way to the fork, they made `tini-hot -- /bin/true` 0.8 ms
+	//     slower, and right after it 0.3 ms;
+	//   - trimming what tini-hot keeps of its start: the garbage
+	//     collector's one-time cost, paid now while the heap is smallest,
+	//     and the binary's pages that only the start touched
+	//     (footprint.Trim).
+	var (
+		sup   *upgrade.Supervisor
+		later *time.Timer
+		ctl   *control.Server
+	)
 	opts.Started = func() {
-		reserve = time.AfterFunc(reserveAfter, func() {
+		if err := container.Found(); err != nil {
+			log.Info("no memory cgroup: reloads do not check memory", "err", err)
+		}
+		ctl = listenControl(cfg.Control, sup, log)
+		later = time.AfterFunc(settleAfter, func() {
+			r.SubscribeRest()
 			procs.Reserve(procs.Reserved)
 			log.Debug("threads reserved", "threads", procs.Reserved)
 			if err := footprint.Trim(); err != nil {
@@ -183,11 +191,14 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		})
 	}
 	defer func() {
-		if reserve != nil {
-			reserve.Stop()
+		if later != nil {
+			later.Stop()
+		}
+		if ctl != nil {
+			ctl.Close()
 		}
 	}()
-	sup, err := upgrade.New(opts)
+	sup, err = upgrade.New(opts)
 	if err != nil {
 		return fail(err)
 	}
@@ -209,16 +220,6 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		}
 		defer srv.Close()
 	}
-	// The control socket is a convenience: without it SIGHUP still
-	// reloads, so failing to create it (read-only root filesystem) is a
-	// warning.
-	if err := os.MkdirAll(filepath.Dir(cfg.Control), 0o755); err != nil {
-		log.Warn("no control socket", "err", err)
-	} else if srv, err := control.Listen(cfg.Control, handler(sup), log); err != nil {
-		log.Warn("no control socket", "err", err)
-	} else {
-		defer srv.Close()
-	}
 	exit, err := sup.Run()
 	if err != nil {
 		return fail(err)
@@ -228,6 +229,22 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		return 0
 	}
 	return code
+}
+
+// listenControl creates the control socket at path, or returns nil. It
+// is a convenience: without it SIGHUP still reloads, so failing to
+// create it (read-only root filesystem) is a warning.
+func listenControl(path string, sup *upgrade.Supervisor, log *slog.Logger) *control.Server {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		log.Warn("no control socket", "err", err)
+		return nil
+	}
+	srv, err := control.Listen(path, handler(sup), log)
+	if err != nil {
+		log.Warn("no control socket", "err", err)
+		return nil
+	}
+	return srv
 }
 
 // newLogger logs to w at tini's verbosity levels: 0 errors, 1 warnings

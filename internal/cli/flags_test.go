@@ -270,4 +270,14 @@ func TestPrintStatus(t *testing.T) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
 	}
+	const early = "signals: only those that would end tini-hot are forwarded yet"
+	if strings.Contains(b.String(), early) {
+		t.Errorf("status with no Signals says %q", early)
+	}
+	b.Reset()
+	st.Signals = "essential"
+	printStatus(&b, &st)
+	if !strings.Contains(b.String(), early) {
+		t.Errorf("status in the first ms lacks %q:\n%s", early, b.String())
+	}
 }

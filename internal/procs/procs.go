@@ -1,6 +1,5 @@
 // Package procs bounds the processors (GOMAXPROCS) tini-hot runs its own Go
-// code on, from its initialiser. A program imports it for that effect,
-// and calls [Pair] around work made of round trips between threads.
+// code on, from its initialiser. A program imports it for that effect.
 //
 // The Go runtime makes one processor per CPU (of the node, or of the pod's
 // CPU limit), and each brings threads, wake-ups and caches of memory. A
@@ -32,8 +31,7 @@ package procs
 
 import "runtime"
 
-// Max is the most processors tini-hot's own Go code runs on, but for
-// [Pair].
+// Max is the most processors tini-hot's own Go code runs on.
 const Max = 1
 
 // available is the runtime's processors before the bound: one per CPU it
@@ -42,20 +40,4 @@ var available = runtime.GOMAXPROCS(0)
 
 func init() {
 	runtime.GOMAXPROCS(min(available, Max))
-}
-
-// Pair puts the runtime on two processors when it had two or more, until
-// the function it returns is called, once, which goes back to the bound.
-// It is for work made of round trips between two threads, such as the
-// signal subscriptions at start (os/signal updates the signal mask of one
-// of the runtime's threads for each signal, and waits for it): on one
-// processor they took 0.25-0.3 ms more, about a twentieth of
-// `tini-hot -- /bin/true`. Changing the processors stops the world twice,
-// a few µs with no other goroutine running. Not concurrently with itself.
-func Pair() (unpair func()) {
-	if min(available, 2) <= Max {
-		return func() {}
-	}
-	prev := runtime.GOMAXPROCS(2)
-	return func() { runtime.GOMAXPROCS(prev) }
 }

@@ -197,6 +197,38 @@ func TestDetectHere(t *testing.T) {
 	}
 }
 
+// TestDeferred: a deferred container looks for nothing until it is used,
+// then finds what Detect finds, once; each method's first call finds it.
+func TestDeferred(t *testing.T) {
+	want, wantErr := Detect()
+	for name, use := range map[string]func(c *Container){
+		"Found":   func(c *Container) { _ = c.Found() },
+		"Version": func(c *Container) { c.Version() },
+		"Dir":     func(c *Container) { c.Dir() },
+		"Memory":  func(c *Container) { _, _ = c.Memory() },
+		"Opened":  func(c *Container) { _, _ = c.Opened() },
+	} {
+		c := Deferred()
+		if c.read != nil || c.version != "" {
+			t.Fatalf("Deferred looked at once: %q", c.version)
+		}
+		use(c)
+		if (c.Found() == nil) != (wantErr == nil) || c.Version() != want.Version() || c.Dir() != want.Dir() {
+			t.Errorf("after %s: %s %q %v; Detect: %s %q %v", name, c.Version(), c.Dir(), c.Found(), want.Version(), want.Dir(), wantErr)
+		}
+		if _, err := c.Opened(); (err == nil) != (want.openErr == nil) {
+			t.Errorf("after %s: opened %v; Detect: %v", name, err, want.openErr)
+		}
+	}
+	var none *Container
+	if err := none.Found(); err != nil || none.Version() != "none" {
+		t.Errorf("nil container: %v %s", err, none.Version())
+	}
+	if err := (&Container{}).Found(); err != nil {
+		t.Errorf("zero container: %v", err)
+	}
+}
+
 func TestProcesses(t *testing.T) {
 	f := Processes([]int{os.Getpid(), 1 << 30})
 	if f.Processes != 1 || f.AnonBytes == 0 || f.Threads < 1 || f.FDs < 3 {

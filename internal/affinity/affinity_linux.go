@@ -1,0 +1,88 @@
+// Package affinity runs tini-hot's threads on one CPU for a moment: work
+// made of round trips between threads costs about half there. os/signal
+// enables each signal with a round trip between the subscribing goroutine
+// and the runtime's signal-mask thread, and a wake-up across CPUs costs
+// more than one on the same CPU, the more so in a virtual machine.
+// Measured on 2 CPUs, medians of 300 interleaved runs of
+// `tini-hot -- /bin/true`: the 17 subscriptions made before the fork
+// took 0.74 ms on two processors and 0.18-0.24 ms with every thread on
+// one CPU (0.57 ms with only the subscribing thread on it: the runtime
+// hands the work to its other threads too).
+package affinity
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Pin puts every thread of the process on the CPU the caller runs on, and
+// returns the function that gives them all the caller's CPUs back, those
+// started meanwhile too (a thread inherits the CPUs of the one that
+// starts it). Call unpin once, soon: it is for a moment's work.
+//
+// No process is forked while pinned, since a child inherits the forking
+// thread's CPUs: Pin holds [syscall.ForkLock] for reading until unpin,
+// and every fork of the standard library (syscall.ForkExec, os/exec)
+// takes it for writing, so waits. A fork between Pin and unpin, in the
+// same goroutine, would wait for ever.
+//
+// It is best effort: where the CPUs cannot be read or set (a sandbox that
+// forbids it, more CPUs than unix.CPUSet holds) or there is one CPU
+// only, Pin changes nothing and unpin does nothing.
+func Pin() (unpin func()) {
+	var orig unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil || orig.Count() < 2 {
+		return func() {}
+	}
+	cpu, ok := current()
+	if !ok || !orig.IsSet(cpu) {
+		return func() {}
+	}
+	var one unix.CPUSet
+	one.Set(cpu)
+	syscall.ForkLock.RLock()
+	pinned := setAll(&one)
+	return func() {
+		defer syscall.ForkLock.RUnlock()
+		// Until no thread is new: one started by a thread still pinned
+		// was pinned by inheritance, and is found on the next pass.
+		for done := []int(nil); len(pinned) > 0; {
+			done = append(done, pinned...)
+			pinned = nil
+			for _, tid := range setAll(&orig) {
+				if !slices.Contains(done, tid) {
+					pinned = append(pinned, tid)
+				}
+			}
+		}
+	}
+}
+
+// setAll gives every thread of the process the CPUs in set, and returns
+// the threads it set.
+func setAll(set *unix.CPUSet) []int {
+	entries, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return nil
+	}
+	tids := make([]int, 0, len(entries))
+	for _, e := range entries {
+		if tid, err := strconv.Atoi(e.Name()); err == nil && unix.SchedSetaffinity(tid, set) == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids
+}
+
+// current is the CPU the calling thread runs on (getcpu(2), which
+// x/sys/unix does not wrap).
+func current() (int, bool) {
+	var cpu, node uint32
+	_, _, errno := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), uintptr(unsafe.Pointer(&node)), 0)
+	return int(cpu), errno == 0
+}
