@@ -49,7 +49,7 @@ func (p *proc) waitSignals() {
 	p.t.Helper()
 	waitFor(p.t, "every signal forwarded", func() (string, bool) {
 		st := p.status()
-		return st.Signals, st.Signals == "all"
+		return st.Signals, st.Signals == upgrade.SignalsAll
 	})
 }
 

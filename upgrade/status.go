@@ -58,9 +58,9 @@ type Status struct {
 	// exited on its own (--restart).
 	Restarts  int             `json:"restarts"`
 	Container ContainerStatus `json:"container"`
-	// Signals is "all" once every forwardable signal is forwarded;
-	// "essential" in the first milliseconds, while only those that would
-	// kill or stop tini-hot are (see reaper.New).
+	// Signals is SignalsAll once every forwardable signal is forwarded;
+	// SignalsEssential in the first milliseconds, while only those that
+	// would kill or stop tini-hot are (see reaper.New).
 	Signals string `json:"signals"`
 	// Reaped counts the processes reaped since start: the generations'
 	// main processes, their readiness checks and every orphan.
@@ -71,6 +71,12 @@ type Status struct {
 	ReadySeconds Histogram `json:"ready_seconds"`
 	DrainSeconds Histogram `json:"drain_seconds"`
 }
+
+// The values of [Status.Signals].
+const (
+	SignalsAll       = "all"
+	SignalsEssential = "essential"
+)
 
 // ContainerStatus is the container's memory cgroup.
 type ContainerStatus struct {
@@ -198,11 +204,11 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 
 // status reports the supervisor.
 func (s *Supervisor) status() Status {
-	st := Status{Pid: s.self, State: "running", Reloads: s.counters, Restarts: s.restarts, Reaped: s.reaped, ReadySeconds: s.readyTimes.clone(), DrainSeconds: s.drainTimes.clone(), Signals: "all"}
+	st := Status{Pid: s.self, State: "running", Reloads: s.counters, Restarts: s.restarts, Reaped: s.reaped, ReadySeconds: s.readyTimes.clone(), DrainSeconds: s.drainTimes.clone(), Signals: SignalsAll}
 	select {
 	case <-s.r.Subscribed():
 	default:
-		st.Signals = "essential"
+		st.Signals = SignalsEssential
 	}
 	switch {
 	case s.closing():

@@ -66,13 +66,25 @@ func Pin() (unpin func()) {
 // setAll gives every thread of the process the CPUs in set, and returns
 // the threads it set.
 func setAll(set *unix.CPUSet) []int {
+	var done []int
+	for _, tid := range threads() {
+		if unix.SchedSetaffinity(tid, set) == nil {
+			done = append(done, tid)
+		}
+	}
+	return done
+}
+
+// threads are the thread ids of the process, none if /proc cannot be
+// read.
+func threads() []int {
 	entries, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		return nil
 	}
 	tids := make([]int, 0, len(entries))
 	for _, e := range entries {
-		if tid, err := strconv.Atoi(e.Name()); err == nil && unix.SchedSetaffinity(tid, set) == nil {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
 			tids = append(tids, tid)
 		}
 	}

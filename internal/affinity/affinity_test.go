@@ -3,7 +3,6 @@ package affinity
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,7 +26,7 @@ func TestPin(t *testing.T) {
 		}
 		t.Skipf("%d CPU: Pin does nothing", orig.Count())
 	}
-	before := len(threadIDs(t))
+	before := len(threads())
 	unpin := sync.OnceFunc(Pin())
 	defer unpin()
 	var cpu int
@@ -100,30 +99,13 @@ type thread struct {
 func readAll(t *testing.T) []thread {
 	t.Helper()
 	var out []thread
-	for _, tid := range threadIDs(t) {
+	for _, tid := range threads() {
 		var s unix.CPUSet
 		if err := unix.SchedGetaffinity(tid, &s); err == nil {
 			out = append(out, thread{tid, s})
 		}
 	}
 	return out
-}
-
-func threadIDs(t *testing.T) []int {
-	t.Helper()
-	entries, err := os.ReadDir("/proc/self/task")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tids []int
-	for _, e := range entries {
-		tid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
-		tids = append(tids, tid)
-	}
-	return tids
 }
 
 // blockAll blocks n goroutines in a system call at once, so that the

@@ -243,7 +243,7 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 	case c.Cgroup != "none":
 		fmt.Fprintf(w, "container: cgroup %s, memory %s, working set %s, %d OOM kills\n", c.Cgroup, usage.LimitMiB(c.MemoryLimitBytes), usage.MiB(c.MemoryUsageBytes), c.OOMKills)
 	}
-	if st.Signals == "essential" {
+	if st.Signals == upgrade.SignalsEssential {
 		fmt.Fprintln(w, "signals: only those that would end tini-hot are forwarded yet, the others a few ms after start")
 	}
 	if q := st.Queued; q != nil {

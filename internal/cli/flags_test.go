@@ -275,7 +275,7 @@ func TestPrintStatus(t *testing.T) {
 		t.Errorf("status with no Signals says %q", early)
 	}
 	b.Reset()
-	st.Signals = "essential"
+	st.Signals = upgrade.SignalsEssential
 	printStatus(&b, &st)
 	if !strings.Contains(b.String(), early) {
 		t.Errorf("status in the first ms lacks %q:\n%s", early, b.String())
