@@ -66,8 +66,24 @@ func TestTrampolineSkipsLibraries(t *testing.T) {
 
 // TestProcessorsBoundFirst: tini-hot bounds its processors before the
 // libraries' initialisers run, so that they never run on one processor per
-// CPU.
+// CPU; TestSignalsHeldFirst: it holds the signals that would end it before
+// them too, so that they do not lengthen the window in which the Go
+// runtime would exit 2 on them, and after it has read the signal state it
+// inherited (internal/launch).
 func TestProcessorsBoundFirst(t *testing.T) {
+	firstInit(t, "github.com/tini-hot/tini-hot/internal/procs")
+}
+
+func TestSignalsHeldFirst(t *testing.T) {
+	order := firstInit(t, "github.com/tini-hot/tini-hot/internal/sighold/atstart")
+	if slices.Index(order, "github.com/tini-hot/tini-hot/internal/launch") > slices.Index(order, "github.com/tini-hot/tini-hot/internal/sighold/atstart") {
+		t.Errorf("signals held before the inherited signal state was read: %v", order)
+	}
+}
+
+// firstInit checks that pkg is initialised before every library, and
+// returns the order.
+func firstInit(t *testing.T, pkg string) []string {
 	t.Parallel()
 	cmd := exec.Command(tiniHot, "--version")
 	cmd.Env = append(os.Environ(), "GODEBUG=inittrace=1")
@@ -76,16 +92,17 @@ func TestProcessorsBoundFirst(t *testing.T) {
 		t.Fatalf("tini-hot --version: %v\n%s", err, out)
 	}
 	order := initialised(string(out))
-	bound := slices.Index(order, "github.com/tini-hot/tini-hot/internal/procs")
-	if bound < 0 {
-		t.Fatalf("no initialisation of internal/procs traced:\n%s", out)
+	first := slices.Index(order, pkg)
+	if first < 0 {
+		t.Fatalf("no initialisation of %s traced:\n%s", pkg, out)
 	}
-	for _, pkg := range libraries {
-		switch i := slices.Index(order, pkg); {
+	for _, lib := range libraries {
+		switch i := slices.Index(order, lib); {
 		case i < 0:
-			t.Errorf("no initialisation of %s traced", pkg)
-		case i < bound:
-			t.Errorf("%s initialised at step %d, before the processors were bounded (step %d)", pkg, i+1, bound+1)
+			t.Errorf("no initialisation of %s traced", lib)
+		case i < first:
+			t.Errorf("%s initialised at step %d, before %s (step %d)", lib, i+1, pkg, first+1)
 		}
 	}
+	return order
 }

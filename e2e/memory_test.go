@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"github.com/tini-hot/tini-hot/internal/usage"
 )
 
 // memoryRoot is the v1 memory controller's mount on this machine (see
@@ -218,4 +220,79 @@ func TestMetrics(t *testing.T) {
 		t.Error("ready seconds is no histogram with buckets")
 	}
 	t.Logf("/metrics: %d families, %d bytes; reaped %d", len(fams), body.Len(), st.Reaped)
+}
+
+// TestMemoryShared: the headroom counts shared memory, and counts a page
+// that several processes share once, in a real memory cgroup under load.
+//   - shmem: the demo holds 110 MiB of MAP_SHARED|MAP_ANONYMOUS memory
+//     under a 200 MiB limit. A second copy does not fit: the reload is
+//     refused and the old generation serves on. aa4f58b counted RssAnon
+//     only (4 MiB), started generation 2, and the OOM killer ended the
+//     container.
+//   - cow: gunicorn --preload with 3 workers, whose master allocated
+//     60 MiB before it forked them, under a 256 MiB limit. The generation
+//     uses about 90 MiB, each worker's RSS counting the 60 MiB again
+//     (aa4f58b summed 320 MiB of RssAnon and refused); the reload fits,
+//     and happens.
+func TestMemoryShared(t *testing.T) {
+	gunicorn, err := exec.LookPath("gunicorn")
+	if err != nil {
+		need(t, "gunicorn (Debian package gunicorn)")
+	}
+	testdata, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		limit int
+		env   []string
+		app   []string
+		fits  bool
+	}{
+		{"shmem", 200, []string{"DEMO_SHARED_MIB=110"}, []string{demo}, false},
+		{"cow", 256, []string{"WSGI_HOLD_MIB=60"}, []string{gunicorn, "--chdir", testdata, "--preload", "-w", "3", "wsgiapp:app"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cg := memCgroup(t, tc.limit)
+			addr := freeAddr(t)
+			args := append([]string{"-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, cg, tiniHot, "-l", "http=tcp://" + addr, "--ready", "notify", "--"}, tc.app...)
+			p := startInit(t, initBin{"tini-hot", "sh"}, mode{"pid1", true}, tc.env, args...)
+			url := "http://" + addr + "/"
+			waitFor(t, "the application to answer", func() (string, bool) {
+				body, err := get(http.DefaultClient, url)
+				return body, err == nil
+			})
+			st := p.status()
+			g1, _ := generation(st, 1)
+			ws := st.Container.MemoryUsageBytes
+			l := startLoad(url, 4, 4)
+			waitFor(t, "requests to be answered", func() (int64, bool) { return l.ok.Load(), l.ok.Load() >= 100 })
+			out, code := p.reload()
+			want := "gen:1"
+			switch {
+			case tc.fits && (code != 0 || out != "generation 2 serving"):
+				t.Errorf("reload: %d %q, want generation 2 serving", code, out)
+			case !tc.fits && (code != 1 || !strings.Contains(out, "not enough memory for a second generation: limit 200 MiB")):
+				t.Errorf("reload: %d %q, want refused for memory", code, out)
+			case tc.fits:
+				want = "gen:2"
+			}
+			waitServed(t, url, want)
+			before := l.ok.Load()
+			waitFor(t, "requests after the reload", func() (int64, bool) { return l.ok.Load(), l.ok.Load() >= before+100 })
+			l.finish(t)
+			oom := oomKills(t, cg)
+			if oom != 0 {
+				t.Errorf("%d OOM kills", oom)
+			}
+			st = p.status()
+			t.Logf("%s under %d MiB: generation 1 used %s (working set then %s); reload %d %q; %d requests, %d failed, %d OOM kills; refused %d, succeeded %d",
+				tc.name, tc.limit, usage.MiB(g1.MemoryBytes), usage.MiB(ws), code, out, l.ok.Load()+l.failed.Load(), l.failed.Load(), oom, st.Reloads.Refused, st.Reloads.Succeeded)
+			p.signal(syscall.SIGTERM)
+			if c := p.wait(); c != 0 {
+				t.Errorf("exit %d", c)
+			}
+		})
+	}
 }

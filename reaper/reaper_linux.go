@@ -10,6 +10,7 @@ import (
 
 	"github.com/tini-hot/tini-hot/internal/affinity"
 	"github.com/tini-hot/tini-hot/internal/proctree"
+	"github.com/tini-hot/tini-hot/internal/sighold"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,17 +31,12 @@ type Reaper struct {
 	stopped    bool
 }
 
-// signalBuffer is how many signals may wait for the owner. os/signal drops
-// a signal when the channel is full; 256 covers any burst a person or a
-// script sends (a storm of the same signal is coalesced later anyway).
-// SIGTERM, which ends the container, has a channel of its own that no
-// other signal can fill.
-const signalBuffer = 256
-
 // New subscribes to SIGCHLD and to the [Forwardable] signals a Go
 // program dies or stops of while nobody has subscribed to them
 // ([Essential]) and, unless the process is PID 1, makes it a child
-// subreaper. Call it before starting any child, so that no exit and no
+// subreaper. When [sighold] holds the Essential signals (tini-hot holds
+// them from its first moments), New takes its channels over, with the
+// signals that arrived meanwhile, instead of subscribing again. Call it before starting any child, so that no exit and no
 // such signal is missed. Call [Reaper.SubscribeRest] for the others once
 // the first child has started.
 //
@@ -66,10 +62,9 @@ func New() (*Reaper, error) {
 	r := &Reaper{
 		pid:        os.Getpid(),
 		chld:       make(chan os.Signal, 1),
-		term:       make(chan os.Signal, 1),
-		signals:    make(chan os.Signal, signalBuffer),
 		subscribed: make(chan struct{}),
 	}
+	r.term, r.signals = sighold.Take()
 	if r.pid != 1 {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("become child subreaper: %w", err)
@@ -90,10 +85,14 @@ func New() (*Reaper, error) {
 	// Never read: os/signal drops what does not fit.
 	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	signal.Notify(r.chld, unix.SIGCHLD)
-	// One SIGTERM waiting is as good as several: a buffer of one never
-	// loses the fact that it came.
-	signal.Notify(r.term, unix.SIGTERM)
-	signal.Notify(r.signals, early...)
+	if r.term == nil {
+		// One SIGTERM waiting is as good as several: a buffer of one
+		// never loses the fact that it came.
+		r.term = make(chan os.Signal, 1)
+		r.signals = make(chan os.Signal, sighold.SignalsBuffer)
+		signal.Notify(r.term, unix.SIGTERM)
+		signal.Notify(r.signals, early...)
+	}
 	return r, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/sighold"
 	"golang.org/x/sys/unix"
 )
 
@@ -134,7 +135,7 @@ func TestTerminationNeverDropped(t *testing.T) {
 	// send each only once the last has reached the channel.
 	sigs := []unix.Signal{unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH, 40, 41, 42}
 	deadline := time.Now().Add(30 * time.Second)
-	for i := 0; len(r.Signals()) < signalBuffer; i++ {
+	for i := 0; len(r.Signals()) < sighold.SignalsBuffer; i++ {
 		before := len(r.Signals())
 		if err := unix.Kill(unix.Getpid(), sigs[i%len(sigs)]); err != nil {
 			t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/tini-hot/tini-hot/internal/sighold"
 	"golang.org/x/sys/unix"
 )
 
@@ -41,21 +42,11 @@ func Forwardable() []unix.Signal {
 }
 
 // Essential lists the forwardable signals that a Go program does not drop
-// while it has not subscribed to them: the runtime exits on SIGHUP, SIGINT
-// and SIGTERM (its _SigKill signals) and crashes with a stack trace on
-// SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV, SIGSTKFLT and
-// SIGSYS (_SigThrow, _SigPanic), sent by kill(2) as well, and leaves SIGTSTP,
-// SIGTTIN and SIGTTOU at their default, which stops the process (unless
-// its process group is orphaned: the kernel discards them then). It drops
-// every other forwardable signal (TestUnsubscribed). [New] subscribes to
-// these before it returns, to the rest in the background.
-func Essential() []unix.Signal {
-	return []unix.Signal{
-		unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGILL, unix.SIGTRAP, unix.SIGABRT,
-		unix.SIGBUS, unix.SIGFPE, unix.SIGSEGV, unix.SIGTERM, unix.SIGSTKFLT, unix.SIGSYS,
-		unix.SIGTSTP, unix.SIGTTIN, unix.SIGTTOU,
-	}
-}
+// while it has not subscribed to them ([sighold.Essential]): the runtime
+// exits or crashes on them, or they stop the process. [New] subscribes to
+// these before it returns (or takes them over from [sighold]), to the
+// rest in the background. TestUnsubscribed checks the runtime's side.
+func Essential() []unix.Signal { return sighold.Essential() }
 
 // ParseSignal reads a signal given as a name with or without the SIG
 // prefix, in any case ("TERM", "SIGTERM", "sigterm"), or as a number from 1

@@ -148,7 +148,7 @@ func (o *fakeOS) figures(ps []proctree.Process) usage.Figures {
 	defer o.mu.Unlock()
 	f := usage.Figures{Processes: len(ps), Threads: len(ps)}
 	for _, p := range ps {
-		f.AnonBytes += o.anon[p.Pid]
+		f.MemoryBytes += o.anon[p.Pid]
 	}
 	return f
 }

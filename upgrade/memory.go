@@ -19,8 +19,10 @@ const (
 )
 
 // headroom decides whether a new generation fits next to the serving one:
-// it needs what the serving generation's processes hold of anonymous
-// memory, and has the limit minus the working set. Figures are read now:
+// it needs what the serving generation's processes hold of anonymous and
+// shared memory, each page once (usage.Figures.MemoryBytes: shmem an app
+// maps counts, copy-on-write pages its workers share count once), and
+// has the limit minus the working set. Figures are read now:
 // an in-place resize changes the limit at run time. With no limit, no
 // cgroup, figures that cannot be read, or OnLowMemory ignore, it fits.
 func (s *Supervisor) headroom() (fit, string) {
@@ -41,7 +43,7 @@ func (s *Supervisor) headroom() (fit, string) {
 	if need <= free {
 		return fitsNow, ""
 	}
-	msg := fmt.Sprintf("not enough memory for a second generation: limit %s, working set %s, need %s (the anonymous memory of generation %d)",
+	msg := fmt.Sprintf("not enough memory for a second generation: limit %s, working set %s, need %s (the anonymous and shared memory of generation %d)",
 		usage.MiB(m.Limit), usage.MiB(m.WorkingSet), usage.MiB(need), s.current.number)
 	draining := s.draining()
 	var freed uint64
@@ -59,10 +61,10 @@ func refuseMemory(msg string) string {
 	return msg + "; raise the container's memory limit or set --on-low-memory restart"
 }
 
-// anon is the anonymous resident memory of g's processes in the
-// snapshot ps.
+// anon is the memory a copy of g's processes would need (anonymous and
+// shared, each page once), in the snapshot ps.
 func (s *Supervisor) anon(ps procs, g *generation) uint64 {
-	return s.sys.figures(s.tree(ps, g)).AnonBytes
+	return s.sys.figures(s.tree(ps, g)).MemoryBytes
 }
 
 // oomKilled reports whether e, the exit of g's main process, was the OOM

@@ -26,7 +26,7 @@ func memoryHarness(t *testing.T, mode LowMemory, limit, workingSet uint64) *harn
 func TestLowMemoryRefuse(t *testing.T) {
 	h := memoryHarness(t, LowMemoryRefuse, 200, 130)
 	res := h.answer(h.reload(context.Background()))
-	want := "not enough memory for a second generation: limit 200 MiB, working set 130 MiB, need 120 MiB (the anonymous memory of generation 1); raise the container's memory limit or set --on-low-memory restart"
+	want := "not enough memory for a second generation: limit 200 MiB, working set 130 MiB, need 120 MiB (the anonymous and shared memory of generation 1); raise the container's memory limit or set --on-low-memory restart"
 	if res.err == nil || res.err.Error() != want {
 		t.Fatalf("reload: %+v, want %q", res, want)
 	}

@@ -161,7 +161,7 @@ type Options struct {
 	// upgrade and for status; nil: none, every upgrade fits.
 	Container *usage.Container
 	// OnLowMemory says what a reload does when the serving generation's
-	// anonymous memory does not fit below the container's limit next to
+	// anonymous and shared memory does not fit below the container's limit next to
 	// what is used, even once the generations still draining are gone.
 	// Zero: LowMemoryRefuse.
 	OnLowMemory LowMemory

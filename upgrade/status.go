@@ -94,8 +94,10 @@ type ContainerStatus struct {
 
 // GenerationUsage is what a live generation's process tree uses.
 type GenerationUsage struct {
-	// MemoryBytes is the anonymous resident memory (RssAnon) of its
-	// processes: what a second generation would need next to it.
+	// MemoryBytes is what a second generation would need next to it:
+	// its processes' proportional share (PSS) of anonymous and shared
+	// memory (shmem), so that a page several of them map counts once
+	// (usage.Figures.MemoryBytes).
 	MemoryBytes uint64  `json:"memory_bytes"`
 	Processes   int     `json:"processes"`
 	Threads     int     `json:"threads"`
@@ -191,7 +193,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 			continue
 		}
 		f := s.sys.figures(ps.tree(g.Pid, g.Number, true))
-		st.Generations[i].GenerationUsage = &GenerationUsage{MemoryBytes: f.AnonBytes, Processes: f.Processes, Threads: f.Threads, FDs: f.FDs, CPUSeconds: f.CPUSeconds}
+		st.Generations[i].GenerationUsage = &GenerationUsage{MemoryBytes: f.MemoryBytes, Processes: f.Processes, Threads: f.Threads, FDs: f.FDs, CPUSeconds: f.CPUSeconds}
 	}
 	st.Container.Cgroup = s.sys.cgroup()
 	if m, err := s.sys.memory(); err != nil {

@@ -29,6 +29,8 @@ import (
 	"github.com/tini-hot/tini-hot/internal/logq"
 	"github.com/tini-hot/tini-hot/internal/metrics"
 	"github.com/tini-hot/tini-hot/internal/procs" // bounds the processors from its initialiser
+	"github.com/tini-hot/tini-hot/internal/sighold"
+	_ "github.com/tini-hot/tini-hot/internal/sighold/atstart" // holds the essential signals from its initialiser
 	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/internal/watch"
 	"github.com/tini-hot/tini-hot/reaper"
@@ -46,6 +48,11 @@ func main() {
 // run is tini-hot without os.Exit, for tests.
 func run(args []string, stdout, stderr io.Writer) int {
 	cfg, err := cli.Parse(args, os.LookupEnv)
+	if err != nil || cfg.Help || cfg.Version || cfg.Subcommand != "" {
+		// No supervisor: the signals held since the start (see
+		// internal/sighold) end this process as they would any program.
+		sighold.Release()
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "tini-hot: %v (see tini-hot --help)\n", err)
 		return cli.ExitUsage
@@ -92,8 +99,8 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
 		debug.SetMemoryLimit(softMemoryLimit)
 	}
-	// First, before any signal.Notify changes them: what the application
-	// inherits of tini-hot's signal state.
+	// What the application inherits of tini-hot's signal state, read
+	// before anything subscribed.
 	inherited, err := launch.CaptureSignals()
 	log := newLogger(out, cfg.Verbosity)
 	slog.SetDefault(log)

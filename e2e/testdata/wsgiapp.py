@@ -1,11 +1,16 @@
 """The demo's answer from a WSGI app, for gunicorn under tini-hot.
 
 ?sleep=N answers after N seconds; such a request is logged to stderr when
-it starts, as the demo does."""
+it starts, as the demo does. WSGI_HOLD_MIB=N holds N MiB, allocated at
+import: with gunicorn --preload the master holds it before it forks its
+workers, which share it copy-on-write."""
 import os
 import sys
 import time
 from urllib.parse import parse_qs
+
+# Written, so that it is resident: b"\1" * n fills every page.
+held = b"\1" * (int(os.environ.get("WSGI_HOLD_MIB", "0")) << 20)
 
 
 def app(environ, start_response):

@@ -2,7 +2,9 @@
 // seconds and answers "ospid:PID gen:N". It takes its listener from
 // tini-hot (LISTEN_FDS), or binds :8080 (or $ADDR) when run alone,
 // notifies READY=1 and drains correctly on SIGTERM. DEMO_HOLD_MIB=N makes it
-// hold N MiB of anonymous memory. Each request that
+// hold N MiB of anonymous memory, DEMO_SHARED_MIB=N N MiB of shared memory
+// (MAP_SHARED|MAP_ANONYMOUS, as a cache shared with workers would be). Each
+// request that
 // sleeps is logged when it starts, so that a test or a person can see
 // which process took it.
 package main
@@ -15,13 +17,14 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/tini-hot/tini-hot/hotapp"
 )
 
-// held is the memory DEMO_HOLD_MIB asks for.
-var held []byte
+// held is the memory DEMO_HOLD_MIB and DEMO_SHARED_MIB ask for.
+var held, shared []byte
 
 func main() {
 	ls, err := hotapp.Listeners()
@@ -48,9 +51,18 @@ func main() {
 			log.Fatalf("DEMO_HOLD_MIB=%s: want a number of MiB", s)
 		}
 		held = make([]byte, n<<20)
-		for i := 0; i < len(held); i += 4096 {
-			held[i] = 1
+		touch(held)
+	}
+	if s := os.Getenv("DEMO_SHARED_MIB"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			log.Fatalf("DEMO_SHARED_MIB=%s: want a positive number of MiB", s)
 		}
+		shared, err = syscall.Mmap(-1, 0, n<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED|syscall.MAP_ANON)
+		if err != nil {
+			log.Fatalf("DEMO_SHARED_MIB=%s: %v", s, err)
+		}
+		touch(shared)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -71,4 +83,11 @@ func main() {
 		log.Fatal(err)
 	}
 	log.Printf("demo: pid %d drained", os.Getpid())
+}
+
+// touch writes every page of b, so that it is resident.
+func touch(b []byte) {
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
 }

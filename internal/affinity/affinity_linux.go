@@ -16,9 +16,46 @@ import (
 	"strconv"
 	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 )
+
+// It imports syscall, not golang.org/x/sys/unix: internal/sighold/atstart
+// pins from its initialiser, which must not wait for x/sys/unix's (the Go
+// specification initialises x/sys/unix late, after most of what tini-hot
+// links).
+
+// cpuSet is the kernel's cpu_set_t for up to 1024 CPUs, as unix.CPUSet.
+type cpuSet [16]uint64
+
+func (s *cpuSet) set(cpu int)        { s[cpu/64] |= 1 << (cpu % 64) }
+func (s *cpuSet) isSet(cpu int) bool { return cpu < len(s)*64 && s[cpu/64]&(1<<(cpu%64)) != 0 }
+
+func (s *cpuSet) count() int {
+	n := 0
+	for _, w := range s {
+		for ; w != 0; w &= w - 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// getaffinity and setaffinity are sched_getaffinity(2) and
+// sched_setaffinity(2) of thread tid (0: the caller).
+func getaffinity(tid int, s *cpuSet) error {
+	_, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_GETAFFINITY, uintptr(tid), unsafe.Sizeof(*s), uintptr(unsafe.Pointer(s)))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+func setaffinity(tid int, s *cpuSet) error {
+	_, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, uintptr(tid), unsafe.Sizeof(*s), uintptr(unsafe.Pointer(s)))
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
 
 // Pin puts every thread of the process on the CPU the caller runs on, and
 // returns the function that gives them all the caller's CPUs back, those
@@ -32,19 +69,19 @@ import (
 // same goroutine, would wait for ever.
 //
 // It is best effort: where the CPUs cannot be read or set (a sandbox that
-// forbids it, more CPUs than unix.CPUSet holds) or there is one CPU
+// forbids it, more than 1024 CPUs) or there is one CPU
 // only, Pin changes nothing and unpin does nothing.
 func Pin() (unpin func()) {
-	var orig unix.CPUSet
-	if err := unix.SchedGetaffinity(0, &orig); err != nil || orig.Count() < 2 {
+	var orig cpuSet
+	if err := getaffinity(0, &orig); err != nil || orig.count() < 2 {
 		return func() {}
 	}
 	cpu, ok := current()
-	if !ok || !orig.IsSet(cpu) {
+	if !ok || !orig.isSet(cpu) {
 		return func() {}
 	}
-	var one unix.CPUSet
-	one.Set(cpu)
+	var one cpuSet
+	one.set(cpu)
 	syscall.ForkLock.RLock()
 	pinned := setAll(&one)
 	return func() {
@@ -65,10 +102,10 @@ func Pin() (unpin func()) {
 
 // setAll gives every thread of the process the CPUs in set, and returns
 // the threads it set.
-func setAll(set *unix.CPUSet) []int {
+func setAll(set *cpuSet) []int {
 	var done []int
 	for _, tid := range threads() {
-		if unix.SchedSetaffinity(tid, set) == nil {
+		if setaffinity(tid, set) == nil {
 			done = append(done, tid)
 		}
 	}
@@ -91,10 +128,9 @@ func threads() []int {
 	return tids
 }
 
-// current is the CPU the calling thread runs on (getcpu(2), which
-// x/sys/unix does not wrap).
+// current is the CPU the calling thread runs on (getcpu(2)).
 func current() (int, bool) {
 	var cpu, node uint32
-	_, _, errno := unix.RawSyscall(unix.SYS_GETCPU, uintptr(unsafe.Pointer(&cpu)), uintptr(unsafe.Pointer(&node)), 0)
+	_, _, errno := syscall.RawSyscall(sysGetcpu, uintptr(unsafe.Pointer(&cpu)), uintptr(unsafe.Pointer(&node)), 0)
 	return int(cpu), errno == 0
 }

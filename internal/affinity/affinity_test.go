@@ -20,6 +20,15 @@ func TestPin(t *testing.T) {
 	if err := unix.SchedGetaffinity(0, &orig); err != nil {
 		t.Fatal(err)
 	}
+	var mine cpuSet
+	if err := getaffinity(0, &mine); err != nil || mine.count() != orig.Count() {
+		t.Fatalf("getaffinity: %d CPUs, %v; x/sys/unix reads %d", mine.count(), err, orig.Count())
+	}
+	for c := range 1024 {
+		if mine.isSet(c) != orig.IsSet(c) {
+			t.Fatalf("CPU %d: set %v, x/sys/unix reads %v", c, mine.isSet(c), orig.IsSet(c))
+		}
+	}
 	if orig.Count() < 2 {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("CI machine with %d CPU: Pin cannot be tested", orig.Count())

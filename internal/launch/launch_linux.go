@@ -179,6 +179,7 @@ func isTerminal(fd int) bool {
 // on the real binary.
 func init() {
 	if len(os.Args) < 5 || os.Args[1] != helperArg {
+		inherited, inheritedErr = readSignals()
 		return
 	}
 	nfiles, err := strconv.Atoi(os.Args[2])

@@ -46,10 +46,20 @@ const (
 // sigMax is the highest signal number (_NSIG - 1).
 const sigMax = 64
 
-// CaptureSignals reads what can still be known of the signal state
+// inherited and inheritedErr are the signal state this process started
+// with, read by the package's initialiser (see init) before anything
+// could subscribe to a signal.
+var (
+	inherited    SignalState
+	inheritedErr error
+)
+
+// CaptureSignals returns what could still be known of the signal state
 // tini-hot was started with, for its application to inherit as it would
-// under tini. Call it first thing in main, on the main thread, before any
-// signal.Notify.
+// under tini. It was read by this package's initialiser, on the main
+// thread, before any signal.Notify: tini-hot subscribes to some signals
+// from an initialiser too (internal/sighold/atstart), which imports this
+// package so that this one is initialised first.
 //
 // The Go runtime installs its own handlers and unblocks the signals it
 // needs before main runs, so some of the inherited state is gone by then:
@@ -59,7 +69,10 @@ const sigMax = 64
 // is kept: the ignores the runtime leaves in place (SIGHUP and SIGINT when
 // ignored, SIGTTIN, SIGTTOU, SIGTSTP, ...) and the blocks it leaves
 // (SIGTTIN, SIGTTOU, SIGHUP, SIGUSR2, ... anything not in its list).
-func CaptureSignals() (SignalState, error) {
+func CaptureSignals() (SignalState, error) { return inherited, inheritedErr }
+
+// readSignals reads the ignored signals and the calling thread's mask.
+func readSignals() (SignalState, error) {
 	var s SignalState
 	for sig := 1; sig <= sigMax; sig++ {
 		var old sigaction

@@ -1,8 +1,11 @@
 package usage
 
 import (
+	"bytes"
 	"errors"
 	"math"
+	"os"
+	"strconv"
 
 	"github.com/prometheus/procfs"
 	"golang.org/x/sys/unix"
@@ -10,18 +13,24 @@ import (
 
 // Figures are what a set of processes uses.
 type Figures struct {
-	// AnonBytes is their anonymous resident memory (RssAnon): what
-	// another copy of them would need.
-	AnonBytes  uint64
-	Processes  int
-	Threads    int
-	FDs        int
-	CPUSeconds float64
+	// MemoryBytes is the memory another copy of them would need: their
+	// proportional share (PSS) of anonymous memory, private and shared,
+	// and of shared memory (shmem: MAP_SHARED|MAP_ANONYMOUS, /dev/shm,
+	// memfd, tmpfs files they map). A page that several of them map,
+	// such as the copy-on-write memory of preforked workers, counts
+	// once over the set; file pages (the binary, libraries, page
+	// cache) do not count, since a copy would share them. See
+	// [Memory].
+	MemoryBytes uint64
+	Processes   int
+	Threads     int
+	FDs         int
+	CPUSeconds  float64
 }
 
 // Add adds o to f.
 func (f *Figures) Add(o Figures) {
-	f.AnonBytes += o.AnonBytes
+	f.MemoryBytes += o.MemoryBytes
 	f.Processes += o.Processes
 	f.Threads += o.Threads
 	f.FDs += o.FDs
@@ -49,12 +58,74 @@ func Processes(pids []int) Figures {
 		f.Processes++
 		f.Threads += st.NumThreads
 		f.CPUSeconds += st.CPUTime()
-		f.AnonBytes += status.RssAnon
+		f.MemoryBytes += memory(pid, status)
 		if n, err := p.FileDescriptorsLen(); err == nil {
 			f.FDs += n
 		}
 	}
 	return f
+}
+
+// memory is what a copy of process pid would need (see
+// [Figures.MemoryBytes]): Pss_Anon + Pss_Shmem from
+// /proc/PID/smaps_rollup. Where the kernel does not split the PSS (before
+// Linux 5.8) or the file cannot be read, it is RssAnon + RssShmem from
+// status: shared pages then count in every process that maps them, too
+// much for preforked workers, never too little.
+//
+// procfs reads smaps_rollup too (Proc.ProcSMapsRollup), but keeps only
+// the total Pss, which includes file pages, not its split.
+func memory(pid int, status procfs.ProcStatus) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err == nil {
+		if anon, shmem, ok := parseRollup(b); ok {
+			return anon + shmem
+		}
+	}
+	return status.RssAnon + status.RssShmem
+}
+
+// parseRollup reads the Pss_Anon and Pss_Shmem lines of smaps_rollup
+// ("Pss_Anon:   112 kB"), in bytes; ok is false unless both are there
+// and fit.
+func parseRollup(b []byte) (anon, shmem uint64, ok bool) {
+	var seen uint8 // 1: Pss_Anon, 2: Pss_Shmem
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		key, rest, found := bytes.Cut(line, []byte(":"))
+		if !found {
+			continue
+		}
+		var dst *uint64
+		var bit uint8
+		switch string(key) {
+		case "Pss_Anon":
+			dst, bit = &anon, 1
+		case "Pss_Shmem":
+			dst, bit = &shmem, 2
+		default:
+			continue
+		}
+		kb, found := bytes.CutSuffix(bytes.TrimSpace(rest), []byte(" kB"))
+		if !found {
+			return 0, 0, false
+		}
+		n, err := strconv.ParseUint(string(bytes.TrimSpace(kb)), 10, 64)
+		if err != nil || n > math.MaxUint64>>10 {
+			return 0, 0, false
+		}
+		*dst = n << 10
+		seen |= bit
+	}
+	if seen != 3 {
+		return 0, 0, false
+	}
+	return anon, shmem, true
 }
 
 // OwnAnon is the calling process's anonymous resident memory (RssAnon),

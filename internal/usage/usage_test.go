@@ -1,7 +1,12 @@
 package usage
 
 import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -9,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // writeFiles creates files (path → content) under dir.
@@ -231,15 +237,144 @@ func TestDeferred(t *testing.T) {
 
 func TestProcesses(t *testing.T) {
 	f := Processes([]int{os.Getpid(), 1 << 30})
-	if f.Processes != 1 || f.AnonBytes == 0 || f.Threads < 1 || f.FDs < 3 {
+	if f.Processes != 1 || f.MemoryBytes == 0 || f.Threads < 1 || f.FDs < 3 {
 		t.Fatalf("%+v", f)
 	}
 	var sum Figures
 	sum.Add(f)
 	sum.Add(f)
-	if sum.Processes != 2 || sum.AnonBytes != 2*f.AnonBytes {
+	if sum.Processes != 2 || sum.MemoryBytes != 2*f.MemoryBytes {
 		t.Fatalf("%+v", sum)
 	}
+}
+
+// TestMain runs the test binary as the helper of TestSharedMemory when
+// USAGE_MAP is set: it maps fd 3 shared, reads every page, says "mapped"
+// and waits for its stdin to close.
+func TestMain(m *testing.M) {
+	if os.Getenv("USAGE_MAP") == "1" {
+		mem, err := unix.Mmap(3, 0, sharedSize, unix.PROT_READ, unix.MAP_SHARED)
+		if err != nil {
+			fmt.Println(err)
+			os.Exit(1)
+		}
+		var sum byte
+		for i := 0; i < len(mem); i += os.Getpagesize() {
+			sum += mem[i]
+		}
+		fmt.Println("mapped", sum)
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+const sharedSize = 64 << 20
+
+// TestSharedMemory: 64 MiB of shared memory (a memfd) mapped by this
+// process and a child counts, and counts once: MAP_SHARED memory is
+// shmem, not RssAnon, so it used to count as nothing, and each process
+// mapping it has all of it resident, so RSS would count it twice.
+func TestSharedMemory(t *testing.T) {
+	fd, err := unix.MemfdCreate("usage-test", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	memfd := os.NewFile(uintptr(fd), "memfd")
+	defer memfd.Close()
+	if err := memfd.Truncate(sharedSize); err != nil {
+		t.Fatal(err)
+	}
+	mem, err := unix.Mmap(fd, 0, sharedSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := 0; i < len(mem); i += os.Getpagesize() {
+		mem[i] = 1
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "USAGE_MAP=1")
+	cmd.ExtraFiles = []*os.File{memfd}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "mapped") {
+		t.Fatalf("helper: %q %v", line, err)
+	}
+	self := Processes([]int{os.Getpid()})
+	both := Processes([]int{os.Getpid(), cmd.Process.Pid})
+	rss := func(pid int) uint64 {
+		p, err := procfs.NewProc(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := p.NewStatus()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.RssShmem
+	}
+	t.Logf("this process %d MiB; with the helper %d MiB; RssShmem %d + %d MiB", self.MemoryBytes>>20, both.MemoryBytes>>20, rss(os.Getpid())>>20, rss(cmd.Process.Pid)>>20)
+	// Each maps all 64 MiB (RssShmem), half of it each in PSS. The two
+	// processes' own anonymous memory comes on top: a Go test binary's
+	// is a few MiB.
+	if both.MemoryBytes < sharedSize || both.MemoryBytes >= sharedSize+32<<20 {
+		t.Fatalf("two processes sharing %d MiB use %d MiB", sharedSize>>20, both.MemoryBytes>>20)
+	}
+	if self.MemoryBytes < sharedSize/2 {
+		t.Fatalf("this process maps %d MiB shared and uses %d MiB", sharedSize>>20, self.MemoryBytes>>20)
+	}
+}
+
+func TestParseRollup(t *testing.T) {
+	for _, tc := range []struct {
+		in          string
+		anon, shmem uint64
+		ok          bool
+	}{
+		{"5654fff72000-7ffc94409000 ---p 00000000 00:00 0 [rollup]\nRss: 1612 kB\nPss_Anon:  112 kB\nPss_File:  640 kB\nPss_Shmem:  3 kB\n", 112 << 10, 3 << 10, true},
+		{"Pss_Shmem: 0 kB\nPss_Anon: 1 kB", 1 << 10, 0, true},
+		{"Rss: 1612 kB\nPss: 752 kB\n", 0, 0, false}, // before Linux 5.8
+		{"Pss_Anon: 1 kB\n", 0, 0, false},
+		{"Pss_Anon: 1\nPss_Shmem: 1 kB\n", 0, 0, false},
+		{"Pss_Anon: -1 kB\nPss_Shmem: 1 kB\n", 0, 0, false},
+		{"Pss_Anon: 18014398509481984 kB\nPss_Shmem: 1 kB\n", 0, 0, false},
+	} {
+		anon, shmem, ok := parseRollup([]byte(tc.in))
+		if anon != tc.anon || shmem != tc.shmem || ok != tc.ok {
+			t.Errorf("parseRollup(%q) = %d, %d, %v; want %d, %d, %v", tc.in, anon, shmem, ok, tc.anon, tc.shmem, tc.ok)
+		}
+	}
+}
+
+// FuzzParseRollup: never a panic; what it accepts has both lines, whose
+// kB it returns in bytes.
+func FuzzParseRollup(f *testing.F) {
+	f.Add([]byte("Pss_Anon:  112 kB\nPss_File:  640 kB\nPss_Shmem:  3 kB\n"))
+	f.Add([]byte("Pss_Anon: 18014398509481983 kB\nPss_Shmem: 18014398509481983 kB"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		anon, shmem, ok := parseRollup(b)
+		if !ok {
+			if anon != 0 || shmem != 0 {
+				t.Fatalf("rejected %q with %d, %d", b, anon, shmem)
+			}
+			return
+		}
+		if anon%1024 != 0 || shmem%1024 != 0 || !bytes.Contains(b, []byte("Pss_Anon:")) || !bytes.Contains(b, []byte("Pss_Shmem:")) {
+			t.Fatalf("parseRollup(%q) = %d, %d", b, anon, shmem)
+		}
+	})
 }
 
 // FuzzDetect: whatever /proc/self/cgroup says, detection never panics, and
