@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -239,6 +240,34 @@ func TestCrashLoopGivesUp(t *testing.T) {
 		t.Fatalf("gave up after %v, more than the %v window", took, upgrade.DefaultRestartWindow)
 	}
 	t.Logf("crash loop: %d restarts, gave up with status %d after %v", restarts, code, took.Round(time.Millisecond))
+}
+
+// TestReloadDuringCrashLoop: with --restart on-failure, a reload made
+// while the application crashes at every start exits 1 as soon as the
+// generation started for it fails, while tini-hot still restarts it;
+// aa4f58b answered only at give-up ("shutting down"), after every crash.
+func TestReloadDuringCrashLoop(t *testing.T) {
+	crash := filepath.Join(t.TempDir(), "crash")
+	addr := freeAddr(t)
+	p := startInit(t, th(), mode{"pid1", true}, nil, "-l", "http=tcp://"+addr, "--ready", "notify", "--restart", "on-failure",
+		"--", "sh", "-c", `if [ -e "$0" ]; then sleep 0.3; exit 1; fi; exec "$1"`, crash, demo)
+	waitServed(t, "http://"+addr+"/", "gen:1")
+	if err := os.WriteFile(crash, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g1, _ := generation(p.status(), 1)
+	if err := syscall.Kill(hostPid(t, p.initPid(), g1.Pid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a restart", func() (int, bool) { st := p.status(); return st.Restarts, st.Restarts > 0 })
+	start := time.Now()
+	out, code := p.reloadWithin(time.Minute)
+	took := time.Since(start)
+	if code != 1 || !regexp.MustCompile(`^tini-hot reload: generation \d+ exited with status 1 before ready$`).MatchString(out) {
+		t.Fatalf("reload during the crash loop: %d %q, want 1 and the failed generation", code, out)
+	}
+	codeEnd := p.wait()
+	t.Logf("reload answered %v after it was made: %q; tini-hot gave up %v later, exit %d", took.Round(time.Millisecond), out, p.ended.Sub(start.Add(took)).Round(time.Millisecond), codeEnd)
 }
 
 // TestReloadLeftovers: what an old generation leaves behind when its main

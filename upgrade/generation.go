@@ -194,7 +194,22 @@ func (s *Supervisor) readyTimeout(g *generation) {
 	}
 	g.overdue, g.reason = true, reason
 	s.log.Warn("first generation not ready; reloads go ahead", "reason", reason)
+	s.notReady(g, reason)
 	s.startPending()
+}
+
+// notReady answers the reloads g, the serving generation (a restart's),
+// was started for: it is not ready, and will not be for them.
+func (s *Supervisor) notReady(g *generation, reason string) {
+	if len(g.waiters) == 0 && !g.reload {
+		return
+	}
+	if g.reload {
+		s.counters.Failed++
+		g.reload = false
+	}
+	refuse(g.waiters, reason)
+	g.waiters = nil
 }
 
 // handleExits records the exits the reaper collected. Every exit is
@@ -266,6 +281,12 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 	case g == s.current && g.retry && g.state == stateStarting && !s.stopping:
 		s.replacementFailed(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
 	case g == s.current && !s.stopping:
+		if g.state == stateStarting {
+			// Started for the reloads it carries (a restart's
+			// generation): they fail now, not at the end of a crash
+			// loop.
+			s.notReady(g, fmt.Sprintf("generation %d %s before ready", g.number, e))
+		}
 		if g.state != stateFailed {
 			g.state = stateExited
 		}

@@ -48,6 +48,16 @@ func (s *Supervisor) replaceNow() {
 		return
 	}
 	s.replace = nil
+	// The reloads queued until now are served by this start of the
+	// command, which comes after them: its readiness answers them, and
+	// its failure, at once rather than at the end of a crash loop.
+	if s.pendingOn {
+		if r.reload {
+			s.counters.Coalesced++ // the upgrade they queued is this one
+		}
+		r.waiters, r.reload = append(r.waiters, s.pending...), true
+		s.pending, s.pendingOn, s.waitReason = nil, false, ""
+	}
 	g, err := s.start()
 	if err != nil {
 		// Nothing serves, nothing can: the container ends with the last
@@ -96,6 +106,7 @@ func (s *Supervisor) crashed(g *generation, e reaper.Exit) {
 	s.crashes = slices.DeleteFunc(s.crashes, func(t time.Time) bool { return now.Sub(t) >= s.opts.RestartWindow })
 	s.crashes = append(s.crashes, now)
 	if len(s.crashes) > s.opts.RestartLimit {
+		s.gaveUp = fmt.Sprintf("the application crashed %d times within %v; generation %d %s", len(s.crashes), s.opts.RestartWindow, g.number, e)
 		s.log.Error("giving up: the application crashed too often", "crashes", len(s.crashes), "within", s.opts.RestartWindow, "last", e.String())
 		return
 	}

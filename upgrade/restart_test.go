@@ -156,3 +156,74 @@ func TestRestartsForgotten(t *testing.T) {
 		t.Errorf("last generation %+v, want %d serving", g, 3*keepEnded+1)
 	}
 }
+
+// TestReloadDuringCrashLoop: a reload made while the application crashes
+// at every start is answered as soon as the generation started for it
+// fails, not at the end of the crash loop (aa4f58b: only at give-up, 23 s
+// and 4 crashed generations later here). Generation 2, a restart started
+// before the reload, crashes: the reload waits for the next start of the
+// command, generation 3, whose crash answers it. Another reload made
+// during a back-off is served by the next restart's readiness.
+func TestReloadDuringCrashLoop(t *testing.T) {
+	h := serving(t, restartOpts(RestartOnFailure))
+	h.exits(true, exited(100, 1)) // generation 2 starts at once
+	r := h.reload(context.Background())
+	h.advance(100 * time.Millisecond)
+	h.exits(true, exited(101, 1)) // generation 3 in 250 ms
+	h.noAnswer(r)
+	h.advance(250 * time.Millisecond)
+	if h.started() != 3 {
+		t.Fatalf("%d started", h.started())
+	}
+	h.noAnswer(r)
+	h.advance(100 * time.Millisecond)
+	h.exits(true, exited(102, 1))
+	res := h.answer(r)
+	if res.err == nil || res.err.Error() != "generation 3 exited with status 1 before ready" {
+		t.Fatalf("reload: %+v", res)
+	}
+	// During the back-off of 500 ms: the next start serves it.
+	r2 := h.reload(context.Background())
+	h.advance(500 * time.Millisecond)
+	h.ready(4, 103)
+	if res := h.answer(r2); res.gen != 4 || res.err != nil {
+		t.Fatalf("reload during the back-off: %+v", res)
+	}
+	if c := h.status().Reloads; c.Requested != 2 || c.Failed != 1 || c.Succeeded != 1 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+// TestReloadAtGiveUp: a reload waiting when the restarts give up is
+// answered with why.
+func TestReloadAtGiveUp(t *testing.T) {
+	o := restartOpts(RestartOnFailure)
+	o.RestartLimit = 1
+	h := serving(t, o)
+	h.exits(true, exited(100, 1))
+	r := h.reload(context.Background())
+	h.exits(false, exited(101, 4))
+	res := h.answer(r)
+	if res.err == nil || !strings.Contains(res.err.Error(), "shutting down (the application crashed 2 times within 1m0s; generation 2 exited with status 4)") {
+		t.Fatalf("reload: %+v", res)
+	}
+	if e := h.ended(); e.Code() != 4 {
+		t.Fatalf("exit %d", e.Code())
+	}
+}
+
+// TestUpgradeTakesOverThenCrashes: the serving generation crashes during
+// an upgrade, the upgrade's generation takes over, then crashes before
+// ready: its reload is answered at once (aa4f58b: never, it waited for
+// the container's end).
+func TestUpgradeTakesOverThenCrashes(t *testing.T) {
+	h := serving(t, restartOpts(RestartOnFailure))
+	r := h.reload(context.Background())
+	h.exits(true, exited(100, 1))
+	h.wantState("exited", "starting")
+	h.exits(true, killed(101, unix.SIGSEGV))
+	res := h.answer(r)
+	if res.err == nil || res.err.Error() != "generation 2 killed by signal 11 (segmentation fault) before ready" {
+		t.Fatalf("reload: %+v", res)
+	}
+}

@@ -48,6 +48,8 @@ func (s *Supervisor) closedReason() string {
 	switch {
 	case s.stopping:
 		return "shutting down (SIGTERM received)"
+	case s.finishing && s.gaveUp != "":
+		return "shutting down (" + s.gaveUp + ")"
 	case s.finishing:
 		return "shutting down (the application has exited)"
 	}
@@ -182,7 +184,7 @@ func (s *Supervisor) finish(children bool) {
 		s.upgrading = nil
 	}
 	for _, g := range s.gens {
-		refuse(append(g.waiters, g.drainWaiters...), "shutting down")
+		refuse(append(g.waiters, g.drainWaiters...), s.closedReason())
 		g.waiters, g.drainWaiters = nil, nil
 		if g.state != stateDraining || g.exited {
 			g.stopTimers() // a drain deadline still counts
@@ -192,7 +194,7 @@ func (s *Supervisor) finish(children bool) {
 			g.state = stateFailed
 		}
 	}
-	refuse(s.pending, "shutting down")
+	refuse(s.pending, s.closedReason())
 	s.pending, s.pendingOn, s.waitReason = nil, false, ""
 	if !children {
 		s.over = true

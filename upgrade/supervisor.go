@@ -74,6 +74,8 @@ type Supervisor struct {
 	// the last RestartWindow.
 	restarts int
 	crashes  []time.Time
+	// gaveUp says why the restarts stopped (too many crashes).
+	gaveUp string
 	// announced is when termination was first announced (prestop or
 	// SIGTERM) and by what; stopping is set by SIGTERM, deadline is when
 	// every process left gets SIGKILL.
