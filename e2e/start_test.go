@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -81,4 +84,104 @@ func TestSignalInStartWindow(t *testing.T) {
 			}
 		})
 	}
+}
+
+func init() { registerHelper("readyonfile", helperReadyOnFile) }
+
+// helperReadyOnFile sends READY=1 from its own pid (the generation's main
+// process) once the file $READY_FILE.$TINI_HOT_GENERATION exists (the
+// first generation at once), writes "sent" to $READY_FILE.sent.N, and
+// waits for SIGTERM.
+func helperReadyOnFile() int {
+	gen := os.Getenv("TINI_HOT_GENERATION")
+	base := os.Getenv("READY_FILE")
+	for gen != "1" {
+		if _, err := os.Stat(base + "." + gen); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: os.Getenv("NOTIFY_SOCKET"), Net: "unixgram"})
+	if err == nil {
+		_, err = c.Write([]byte("READY=1"))
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := os.WriteFile(base+".sent."+gen, []byte("sent\n"), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	<-term
+	return 0
+}
+
+// TestPausedSupervisor: tini-hot stopped (SIGSTOP) while a reload's new
+// generation sends READY=1 in time, and continued (SIGCONT) only once the
+// ready timeout has passed: the READY=1 counts, the reload succeeds. On
+// aa4f58b, the timer and the notice came at once and the timer often won:
+// "generation 2 not ready after 2s".
+func TestPausedSupervisor(t *testing.T) {
+	dir := t.TempDir()
+	base := filepath.Join(dir, "ready")
+	p := startInit(t, th(), mode{"pid1", true}, []string{"READY_FILE=" + base},
+		append([]string{"--ready", "notify", "--ready-timeout", "2s", "--"}, helperCmd("readyonfile")...)...)
+	p.waitGen(1, "serving")
+	for n := 2; n <= 4; n++ {
+		type answer struct {
+			out  string
+			code int
+		}
+		reload := make(chan answer, 1)
+		go func() {
+			out, code := p.reload()
+			reload <- answer{out, code}
+		}()
+		g := p.waitGen(n, "starting")
+		pid := p.initPid()
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "tini-hot stopped", func() (string, bool) {
+			st := statusField(t, pid, "State")
+			return st, strings.HasPrefix(st, "T")
+		})
+		if err := os.WriteFile(fmt.Sprintf("%s.%d", base, n), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitLine(t, fmt.Sprintf("%s.sent.%d", base, n), "sent")
+		// The condition is time itself: past the ready timeout, counted
+		// from the generation's start.
+		waitForWithin(t, time.Minute, "the ready timeout to pass", func() (time.Time, bool) {
+			return g.Started, time.Since(g.Started) > 2*time.Second+200*time.Millisecond
+		})
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-reload:
+			if a.code != 0 || a.out != fmt.Sprintf("generation %d serving", n) {
+				t.Fatalf("reload %d after a pause: %d %q", n, a.code, a.out)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("reload %d: no answer", n)
+		}
+	}
+	p.signal(syscall.SIGTERM)
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+// statusField reads a field of /proc/PID/status.
+func statusField(t *testing.T, pid int, field string) string {
+	for _, line := range strings.Split(readFile(fmt.Sprintf("/proc/%d/status", pid)), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/launch"
@@ -304,12 +305,13 @@ func (o *fakeOS) mark() mark {
 }
 
 // fakeNotifier is a notify socket that never delivers: the test sends
-// notices itself.
-type fakeNotifier struct{}
+// notices itself. pending, when set, says a datagram waits in it.
+type fakeNotifier struct{ pending *atomic.Bool }
 
 func (fakeNotifier) Env() string                                    { return "@fake" }
 func (fakeNotifier) Serve(int, chan<- notifyEvent, <-chan struct{}) {}
 func (fakeNotifier) Close() error                                   { return nil }
+func (n fakeNotifier) Pending() bool                                { return n.pending != nil && n.pending.Load() }
 
 // fakeReaper reports the exits the test queued; its channels never fire
 // (the test drives reaping through the loop itself).

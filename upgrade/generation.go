@@ -179,8 +179,27 @@ func (s *Supervisor) checkEnded(g *generation, e reaper.Exit) {
 // readyTimeout fails a new generation that is not ready in time. The
 // first generation has nothing to fall back to: it keeps running, and
 // reloads stop waiting for it.
-func (s *Supervisor) readyTimeout(g *generation) {
+//
+// A datagram still waiting in g's notify socket may be a READY=1 sent in
+// time while tini-hot was paused (its reader and this timer resumed
+// together): the timeout waits for it to be read, by readyRecheck at a
+// time, for at most readyGrace.
+func (s *Supervisor) readyTimeout(g *generation) { s.readyTimeoutSince(g, s.sys.now()) }
+
+// Waiting for a notice that arrived before a ready timeout: checked every
+// readyRecheck, for at most readyGrace (two of the notify socket's pacing
+// windows: a READY=1 queued behind a flood is not waited for longer).
+const (
+	readyRecheck = 10 * time.Millisecond
+	readyGrace   = 2 * notifyPaceWindow
+)
+
+func (s *Supervisor) readyTimeoutSince(g *generation, fired time.Time) {
 	if g.state != stateStarting || g.exited || s.ending() {
+		return
+	}
+	if g.notify != nil && g.notify.Pending() && s.sys.now().Sub(fired) < readyGrace {
+		g.arm(s.after(readyRecheck, func() { s.readyTimeoutSince(g, fired) }))
 		return
 	}
 	reason := fmt.Sprintf("generation %d not ready after %v", g.number, s.opts.ReadyTimeout)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +23,8 @@ type harness struct {
 	os    *fakeOS
 	r     *fakeReaper
 	exit  chan reaper.Exit
+	// pending makes every notify socket say a datagram waits in it.
+	pending atomic.Bool
 }
 
 // newHarness starts a supervisor with opts (Command defaults to "app")
@@ -49,7 +52,7 @@ func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 		afterFunc: h.clock.AfterFunc,
 		start:     h.os.start,
 		kill:      h.os.kill,
-		notify:    func(string) (notifier, error) { return fakeNotifier{}, nil },
+		notify:    func(string) (notifier, error) { return fakeNotifier{&h.pending}, nil },
 		procs:     h.os.procs,
 		member:    h.os.member,
 		adopted:   h.os.adopted,

@@ -801,3 +801,61 @@ func TestFailingCheckTimers(t *testing.T) {
 	}
 	h.wantState("starting")
 }
+
+// TestReadyPendingAtTimeout: when the ready timeout fires while a datagram
+// waits unread in the generation's notify socket (tini-hot was paused: a
+// READY=1 sent in time and the timer resume together), the timeout waits
+// for it to be read; a READY=1 then counts. A socket that stays busy is
+// waited for at most readyGrace.
+func TestReadyPendingAtTimeout(t *testing.T) {
+	h := serving(t, notifyOpts())
+	r := h.reload(context.Background())
+	h.pending.Store(true)
+	h.advance(10 * time.Second)
+	h.wantState("serving", "starting")
+	h.advance(readyGrace / 2)
+	h.wantState("serving", "starting")
+	h.pending.Store(false)
+	h.ready(2, 101)
+	if res := h.answer(r); res.gen != 2 || res.err != nil {
+		t.Fatalf("reload: %+v", res)
+	}
+	// A flood: still pending after readyGrace, the timeout fails it.
+	r = h.reload(context.Background())
+	h.pending.Store(true)
+	h.advance(10*time.Second + readyGrace)
+	if res := h.answer(r); res.err == nil || res.err.Error() != "generation 3 not ready after 10s" {
+		t.Fatalf("reload with a busy socket: %+v", res)
+	}
+}
+
+// TestNoticeBeforeTimer: a READY=1 read before the ready timeout's timer
+// runs is handled first, whichever the loop would pick.
+func TestNoticeBeforeTimer(t *testing.T) {
+	for i := range 20 {
+		h := serving(t, notifyOpts())
+		r := h.reload(context.Background())
+		h.do(func() { h.s.notices <- notifyEvent{gen: 2, sender: 101, notice: notice{ready: true}} })
+		h.advance(10 * time.Second)
+		if res := h.answer(r); res.gen != 2 || res.err != nil {
+			t.Fatalf("run %d: reload: %+v", i, res)
+		}
+	}
+}
+
+// TestCheckEndedBeforeTimer: a readiness check that ended in time, whose
+// exit is not reaped yet when the ready timeout's timer runs (tini-hot was
+// paused), is reaped first: its success counts.
+func TestCheckEndedBeforeTimer(t *testing.T) {
+	opts := notifyOpts()
+	opts.Ready = Readiness{Mode: ReadyExec, Command: []string{"check"}}
+	h := newHarness(t, opts)
+	h.exits(true, exited(101, 0)) // generation 1 (100) ready by its check (101)
+	r := h.reload(context.Background())
+	// Generation 2 (102), its check (103) ended with 0, not reaped yet.
+	h.do(func() { h.r.exits = []reaper.Exit{exited(103, 0)} })
+	h.advance(opts.ReadyTimeout)
+	if res := h.answer(r); res.gen != 2 || res.err != nil {
+		t.Fatalf("reload: %+v", res)
+	}
+}

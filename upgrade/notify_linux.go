@@ -166,6 +166,21 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 
 func (s *notifySocket) Close() error { return s.conn.Close() }
 
+// Pending reports whether a datagram waits in the socket's queue
+// (SIOCINQ: the size of the next one; an empty datagram, which says
+// nothing, reads as none).
+func (s *notifySocket) Pending() bool {
+	raw, err := s.conn.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	_ = raw.Control(func(fd uintptr) {
+		n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
+	})
+	return err == nil && n > 0
+}
+
 // control reads a message's control data: the sender's pid (0 if the
 // kernel sent none) and, if barrier, the fd to close once the messages
 // before it are handled. Every other fd received is closed here.

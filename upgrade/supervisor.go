@@ -164,6 +164,15 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 		s.oomSeen = m.OOMKills
 	}
 	for !s.over {
+		// Notices first: after a pause (SIGSTOP, a frozen cgroup, a
+		// starved CPU) a READY=1 and the timer it beat come at once,
+		// and select would pick either.
+		select {
+		case ev := <-s.notices:
+			s.onNotice(ev)
+			continue
+		default:
+		}
 		select {
 		case <-s.r.Reapable():
 			s.onReapable()
@@ -229,11 +238,16 @@ type timer struct {
 }
 
 // after runs f on the owner goroutine after d, unless the timer is
-// stopped first.
+// stopped first. What happened before the timer fired is handled first
+// (see catchUp), and may stop it.
 func (s *Supervisor) after(d time.Duration, f func()) *timer {
 	t := &timer{}
 	t.stop = s.sys.afterFunc(d, func() {
 		s.post(func() {
+			if t.dead {
+				return
+			}
+			s.catchUp()
 			if !t.dead {
 				t.dead = true
 				f()
@@ -241,6 +255,26 @@ func (s *Supervisor) after(d time.Duration, f func()) *timer {
 		})
 	})
 	return t
+}
+
+// catchUp handles, before a timer, the notices already read and the
+// processes that have ended: after a pause of tini-hot (SIGSTOP, a frozen
+// cgroup, a starved CPU) a timer fires late, at the same moment as what
+// should have come before it, a READY=1 sent or a readiness check ended
+// in time, and it must not fail a generation that was ready. The notices
+// still in a generation's socket, not read yet, are the ready timeout's
+// to wait for (see readyTimeout).
+func (s *Supervisor) catchUp() {
+	for {
+		select {
+		case ev := <-s.notices:
+			s.onNotice(ev)
+			continue
+		default:
+		}
+		break
+	}
+	s.reap()
 }
 
 // Stop cancels t; safe on nil and twice. Only the owner calls it.

@@ -93,6 +93,9 @@ type notifier interface {
 	// Serve delivers the socket's notices to out, tagged with gen, until
 	// the socket is closed or done is.
 	Serve(gen int, out chan<- notifyEvent, done <-chan struct{})
+	// Pending reports whether a datagram waits in the socket, not yet
+	// read by Serve.
+	Pending() bool
 	Close() error
 }
 
