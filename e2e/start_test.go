@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -13,7 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
+	"github.com/tini-hot/tini-hot/internal/syncbuf"
 	"github.com/tini-hot/tini-hot/reaper"
 )
 
@@ -184,4 +187,85 @@ func statusField(t *testing.T, pid int, field string) string {
 		}
 	}
 	return ""
+}
+
+// openPty opens a pseudo-terminal pair: the master, and the slave for the
+// init's stdin, stdout and stderr.
+func openPty(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		need(t, "a pseudo-terminal (/dev/ptmx): %v", err)
+	}
+	var n, unlock int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); errno != 0 {
+		t.Fatal(errno)
+	}
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, m.Fd(), syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		t.Fatal(errno)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(); s.Close() })
+	return m, s
+}
+
+// TestTerminalInterrupt: as PID 1 on a terminal (docker run -it), ^C ends
+// the container after any number of reloads: the serving generation's
+// process group has the terminal's foreground, as tini's child does. On
+// aa4f58b the foreground stayed with generation 1's group, dead after the
+// first reload, and ^C reached nothing.
+func TestTerminalInterrupt(t *testing.T) {
+	requireNamespaces(t)
+	master, slave := openPty(t)
+	addr := freeAddr(t)
+	ctl := filepath.Join(t.TempDir(), "control.sock")
+	cmd := exec.Command("unshare", "-p", "-f", "--kill-child", "--mount-proc", tiniHot, "-l", "http=tcp://"+addr, "--ready", "notify", "--", demo)
+	cmd.Env = append(os.Environ(), "TINI_HOT_CONTROL="+ctl)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var out syncbuf.Buffer
+	go func() { _, _ = io.Copy(&out, master) }() // a full terminal would block the writers
+	done := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(done) }()
+	t.Cleanup(func() {
+		select {
+		case <-done:
+		default:
+			for pid := range descendants(cmd.Process.Pid) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("terminal:\n%s", out.String())
+		}
+	})
+	p := &proc{t: t, control: ctl}
+	url := "http://" + addr + "/"
+	waitServed(t, url, "gen:1")
+	for n := 2; n <= 4; n++ {
+		if out, code := p.reload(); code != 0 {
+			t.Fatalf("reload %d: %d %s", n, code, out)
+		}
+		waitServed(t, url, fmt.Sprintf("gen:%d", n))
+	}
+	if _, err := master.Write([]byte{0x03}); err != nil { // ^C
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		if code := exitCode(waitErr); code != 0 {
+			t.Fatalf("^C after 3 reloads: exit %d, want the demo's 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("^C after 3 reloads: the container did not end")
+	}
 }

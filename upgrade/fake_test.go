@@ -118,6 +118,8 @@ type fakeOS struct {
 	// ownErr why it cannot be read.
 	own    uint64
 	ownErr error
+	// fg is the terminal's foreground process group; 0: no terminal.
+	fg int
 }
 
 func (o *fakeOS) release() {
@@ -190,7 +192,22 @@ func (o *fakeOS) start(spec launch.Spec) (int, error) {
 	}
 	o.starts = append(o.starts, spec)
 	o.pids = append(o.pids, pid)
+	if spec.Foreground && o.fg != 0 {
+		o.fg = pid
+	}
 	return pid, nil
+}
+
+// foreground is launch.PassForeground on a fake terminal: a start with
+// Foreground takes it too (see start).
+func (o *fakeOS) foreground(from, to int) (bool, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.fg == 0 || o.fg != from {
+		return false, nil
+	}
+	o.fg = to
+	return true, nil
 }
 
 func (o *fakeOS) kill(pid int, sig unix.Signal) error {

@@ -111,7 +111,11 @@ func (s *Supervisor) start() (*generation, error) {
 	if len(files) > 0 {
 		env = append(env, "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	}
-	pid, err := s.sys.start(launch.Spec{Argv: s.opts.Command, Env: env, Fds: files, Foreground: n == 1, Signals: s.opts.Signals})
+	// The serving generation has the terminal's foreground (^C of
+	// docker run -it): the first one and a restart's from their start,
+	// an upgrade's from its handover (see readyAt).
+	foreground := s.current == nil || s.current.exited
+	pid, err := s.sys.start(launch.Spec{Argv: s.opts.Command, Env: env, Fds: files, Foreground: foreground, Signals: s.opts.Signals})
 	if err != nil {
 		_ = ns.Close() // never served
 		return nil, fmt.Errorf("generation %d: %w", n, err)

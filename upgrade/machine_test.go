@@ -859,3 +859,47 @@ func TestCheckEndedBeforeTimer(t *testing.T) {
 		t.Fatalf("reload: %+v", res)
 	}
 }
+
+// TestForegroundFollowsService: on a terminal, the serving generation's
+// process group has the foreground: the first one from its start, an
+// upgrade's from its handover, a restart's from its start; a readiness
+// check never. aa4f58b left it with generation 1's group, dead after the
+// first reload: ^C of docker run -it reached nothing.
+func TestForegroundFollowsService(t *testing.T) {
+	o := restartOpts(RestartOnFailure)
+	h := newHarness(t, o, func(os *fakeOS) { os.fg = 1 })
+	fg := func() int {
+		h.os.mu.Lock()
+		defer h.os.mu.Unlock()
+		return h.os.fg
+	}
+	if fg() != 100 {
+		t.Fatalf("foreground %d, want generation 1's 100", fg())
+	}
+	h.ready(1, 100)
+	r := h.reload(context.Background())
+	if fg() != 100 {
+		t.Fatalf("foreground %d before the handover, want 100", fg())
+	}
+	h.ready(2, 101)
+	h.answer(r)
+	if fg() != 101 {
+		t.Fatalf("foreground %d after the handover, want generation 2's 101", fg())
+	}
+	h.exits(true, exited(100, 0))
+	h.exits(true, exited(101, 1)) // crash: generation 3 (102) restarts
+	if fg() != 102 {
+		t.Fatalf("foreground %d after a restart, want generation 3's 102", fg())
+	}
+	// Someone else's group has it: left alone.
+	h.ready(3, 102)
+	h.os.mu.Lock()
+	h.os.fg = 555
+	h.os.mu.Unlock()
+	r = h.reload(context.Background())
+	h.ready(4, 103)
+	h.answer(r)
+	if fg() != 555 {
+		t.Fatalf("foreground %d, want the application's own 555 left alone", fg())
+	}
+}

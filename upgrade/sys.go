@@ -37,6 +37,9 @@ type sys struct {
 	// adopts orphans; only it reaps them, so the list is whole when read
 	// between two reaps (proctree.Adopted).
 	adopted func() ([]int, error)
+	// foreground gives the terminal's foreground to process group to
+	// when process group from has it (launch.PassForeground).
+	foreground func(from, to int) (bool, error)
 	// signal sends sig to each of ps that is still the same process and
 	// returns how many.
 	signal func(ps []proctree.Process, sig unix.Signal) int
@@ -131,10 +134,11 @@ func osSys(self int, init bool, c *usage.Container) sys {
 		adopted: func() ([]int, error) {
 			return proctree.Adopted(self)
 		},
-		signal: proctree.SignalAll,
-		cgroup: c.Version,
-		memory: c.Memory,
-		opened: c.Opened,
+		signal:     proctree.SignalAll,
+		foreground: launch.PassForeground,
+		cgroup:     c.Version,
+		memory:     c.Memory,
+		opened:     c.Opened,
 		figures: func(ps []proctree.Process) usage.Figures {
 			pids := make([]int, len(ps))
 			for i, p := range ps {

@@ -149,6 +149,44 @@ func candidates(name, path string) []string {
 // whether it is started through the trampoline or directly.
 func CloseInherited() error { return closeOnExecFrom(ListenFdsStart) }
 
+// PassForeground makes process group to the foreground group of the
+// terminal on stdin, when that is process group from: the serving
+// generation's group takes it over from the one before, so that ^C of
+// `docker run -it` reaches the application after an upgrade too. It does
+// nothing when stdin is not a terminal, or someone else's group has the
+// foreground (the application gave it to a job of its own). The caller
+// is in the background (tini-hot's own group never has the foreground),
+// where the kernel answers TIOCSPGRP with SIGTTOU unless the thread
+// blocks it: it is blocked meanwhile, on this thread only.
+func PassForeground(from, to int) (bool, error) {
+	if !isTerminal(0) {
+		return false, nil
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	ttou := uint64(1) << (syscall.SIGTTOU - 1)
+	var old uint64
+	if err := sigprocmask(sigBlock, &ttou, &old); err != nil {
+		return false, wrap("block SIGTTOU", err)
+	}
+	defer func() { _ = sigprocmask(sigSetmask, &old, nil) }()
+	var fg int32
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&fg))); errno != 0 {
+		// ENOTTY: stdin is a terminal but not tini-hot's controlling
+		// one (started in the background of a shell).
+		return false, wrap("read the terminal's foreground group", errno)
+	}
+	if int(fg) != from {
+		return false, nil
+	}
+	pg := int32(to)
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, 0, syscall.TIOCSPGRP, uintptr(unsafe.Pointer(&pg))); errno != 0 {
+		// ESRCH or EPERM: that group is gone, or of another session.
+		return false, wrap("give the terminal to process group "+strconv.Itoa(to), errno)
+	}
+	return true, nil
+}
+
 func isTerminal(fd int) bool {
 	var t syscall.Termios
 	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, uintptr(fd), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
