@@ -1,10 +1,12 @@
 package control
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/syncbuf"
 	"github.com/tini-hot/tini-hot/internal/wait"
 )
 
@@ -343,5 +346,44 @@ func TestNotRunning(t *testing.T) {
 	_, err := Do(context.Background(), path, Request{Op: OpStatus})
 	if !errors.Is(err, ErrNotRunning) || !strings.Contains(err.Error(), path) {
 		t.Fatalf("Do on a missing socket: %v", err)
+	}
+}
+
+// TestEvictionsLoggedOnce: 1,000 connections that send nothing evict one
+// another; the log says so once, not once per eviction (aa4f58b: a WARN
+// "refused … use of closed network connection" for most of them), and a
+// probe is answered meanwhile.
+func TestEvictionsLoggedOnce(t *testing.T) {
+	var logged syncbuf.Buffer
+	b := &blocking{}
+	s, err := Listen(filepath.Join(t.TempDir(), "ctl.sock"), b.handle, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	var idle []net.Conn
+	defer func() {
+		for _, c := range idle {
+			c.Close()
+		}
+	}()
+	for range 1000 {
+		c, err := net.Dial("unix", s.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		idle = append(idle, c)
+	}
+	// Each idle connection beyond the bound is evicted with an answer:
+	// the last one dialled that was evicted has read it.
+	evicted := idle[len(idle)-maxReading-1]
+	_ = evicted.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if line, err := bufio.NewReader(evicted).ReadString('\n'); err != nil || !strings.Contains(line, "busy") {
+		t.Fatalf("evicted connection read %q, %v", line, err)
+	}
+	probe(t, s.Path())
+	out := logged.String()
+	if n := strings.Count(out, "evicting the oldest connection"); n != 1 || strings.Contains(out, "refused") {
+		t.Fatalf("%d eviction lines, refused %v, in:\n%.2000s", n, strings.Contains(out, "refused"), out)
 	}
 }

@@ -1,7 +1,6 @@
 package control
 
 import (
-	"container/list"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/evict"
 	"golang.org/x/sys/unix"
 )
 
@@ -53,9 +53,10 @@ type Server struct {
 	wg     sync.WaitGroup
 	once   sync.Once
 
+	reading *evict.Reading // connections still sending their request
+
 	mu      sync.Mutex
 	conns   map[*net.UnixConn]bool // open connections
-	reading *list.List             // of *net.UnixConn still sending, oldest first
 	waiting int
 }
 
@@ -84,7 +85,7 @@ func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{ln: ln, path: path, handle: h, log: log, ctx: ctx, cancel: cancel,
-		conns: map[*net.UnixConn]bool{}, reading: list.New()}
+		conns: map[*net.UnixConn]bool{}, reading: evict.New(maxReading, "control socket", log)}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -112,6 +113,7 @@ func (s *Server) Close() {
 			_ = c.Close() // their goroutines return at once
 		}
 		s.mu.Unlock()
+		s.reading.Close()
 	})
 	s.wg.Wait()
 }
@@ -131,17 +133,14 @@ func (s *Server) serve() {
 		}
 		s.mu.Lock()
 		s.conns[c] = true
-		e := s.reading.PushBack(c)
-		var evicted *net.UnixConn
-		if s.reading.Len() > maxReading {
-			evicted = s.reading.Remove(s.reading.Front()).(*net.UnixConn)
-		}
 		s.wg.Add(1)
 		s.mu.Unlock()
+		e, evicted := s.reading.Add(c)
 		if evicted != nil {
 			// Its goroutine sees the closed connection and returns.
-			reply(evicted, Response{Error: fmt.Sprintf("busy: more than %d connections sending nothing; this one was the oldest", maxReading)})
-			_ = evicted.Close()
+			old := evicted.(*net.UnixConn)
+			reply(old, Response{Error: fmt.Sprintf("busy: more than %d connections sending nothing; this one was the oldest", maxReading)})
+			_ = old.Close()
 		}
 		go func() {
 			defer s.wg.Done()
@@ -152,31 +151,27 @@ func (s *Server) serve() {
 
 // forget drops c from the server's books; e is its place among the
 // connections still sending.
-func (s *Server) forget(c *net.UnixConn, e *list.Element) {
+func (s *Server) forget(c *net.UnixConn, e evict.Entry) {
+	s.reading.Done(e)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
-	s.done(e)
 }
 
-// done removes e from the connections still sending, if it is there
-// (Remove does nothing for an element already removed). Called with s.mu
-// held.
-func (s *Server) done(e *list.Element) { s.reading.Remove(e) }
-
-func (s *Server) serveConn(c *net.UnixConn, e *list.Element) {
+func (s *Server) serveConn(c *net.UnixConn, e evict.Entry) {
 	defer c.Close()
 	defer s.forget(c, e)
 	if err := checkPeer(c); err != nil {
+		if errors.Is(err, net.ErrClosed) {
+			return // evicted before it was looked at: counted there
+		}
 		s.log.Warn("control socket: refused", "err", err)
 		reply(c, Response{Error: err.Error()})
 		return
 	}
 	_ = c.SetReadDeadline(time.Now().Add(readTimeout))
 	b, err := readRequest(c)
-	s.mu.Lock()
-	s.done(e)
-	s.mu.Unlock()
+	s.reading.Done(e)
 	if err != nil {
 		reply(c, Response{Error: err.Error()})
 		return

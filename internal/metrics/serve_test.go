@@ -10,10 +10,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/wait"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
@@ -61,6 +63,8 @@ func raw(t *testing.T, addr, req string) string {
 // serves the source's status; a source that fails gives 503, other paths
 // 404, other methods 405; HEAD has no body.
 func TestServer(t *testing.T) {
+	defer func(d time.Duration) { cacheFor = d }(cacheFor)
+	cacheFor = 0 // every scrape asks the source
 	var fail atomic.Bool
 	s := listen(t, &fail)
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -132,7 +136,8 @@ func TestServerBadRequests(t *testing.T) {
 }
 
 // Clients that send a part of a request and stop are answered and
-// dropped at the read deadline: none holds a connection slot for good.
+// dropped at the read deadline, or evicted by newer ones beyond
+// maxReading: none holds a connection slot for good.
 func TestServerSlowClients(t *testing.T) {
 	defer func(d time.Duration) { readTimeout = d }(readTimeout)
 	readTimeout = 200 * time.Millisecond
@@ -146,15 +151,95 @@ func TestServerSlowClients(t *testing.T) {
 		io.WriteString(c, "GET /met")
 		idle = append(idle, c)
 	}
+	evicted := 0
 	for _, c := range idle {
 		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-		if b, _ := io.ReadAll(c); !strings.HasPrefix(string(b), "HTTP/1.1 400 ") {
+		switch b, _ := io.ReadAll(c); {
+		case len(b) == 0:
+			evicted++
+		case !strings.HasPrefix(string(b), "HTTP/1.1 400 "):
 			t.Errorf("a client cut at the deadline got %q", b)
 		}
 		c.Close()
 	}
+	if evicted > maxConns-maxReading {
+		t.Errorf("%d of %d evicted, want at most %d", evicted, maxConns, maxConns-maxReading)
+	}
 	if got := raw(t, s.Addr(), "GET /metrics HTTP/1.1\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") {
 		t.Fatalf("after the slow clients: %.80q", got)
+	}
+}
+
+// TestSlowloris: clients that connect and send nothing, reopened as soon
+// as they are dropped, never hold the endpoint: every scrape meanwhile is
+// answered at once. 16 more than maxReading: the oldest are evicted, and
+// reopened at once, an eviction each time. aa4f58b served 8 connections
+// at a time with a 10 s read deadline: 8 idle ones took every slot, and a
+// scrape waited 10 s, or for ever behind reopened ones.
+func TestSlowloris(t *testing.T) {
+	s := listen(t, nil)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { close(stop); wg.Wait() }()
+	var opened atomic.Int64
+	for range maxReading + 16 {
+		wg.Go(func() {
+			for {
+				c, err := net.Dial("tcp", s.Addr())
+				if err != nil {
+					return
+				}
+				opened.Add(1)
+				done := make(chan struct{})
+				go func() { _, _ = io.Copy(io.Discard, c); close(done) }() // returns once dropped
+				select {
+				case <-done:
+					c.Close()
+				case <-stop:
+					c.Close()
+					return
+				}
+			}
+		})
+	}
+	wait.Until(t, "the idle connections to be open", func() bool { return opened.Load() >= maxReading+16 })
+	client := &http.Client{Timeout: time.Second}
+	for i := range 20 {
+		resp, err := client.Get("http://" + s.Addr() + "/metrics")
+		if err != nil {
+			t.Fatalf("scrape %d among %d idle connections: %v", i, opened.Load(), err)
+		}
+		resp.Body.Close()
+	}
+	t.Logf("20 scrapes answered; %d idle connections opened", opened.Load())
+}
+
+// TestScrapeCache: scrapes within cacheFor of a rendering get its
+// figures: 30 concurrent scrapes ask the supervisor once.
+func TestScrapeCache(t *testing.T) {
+	var asked atomic.Int64
+	src := func(ctx context.Context) (upgrade.Status, error) {
+		asked.Add(1)
+		return status(), nil
+	}
+	s, err := Listen("127.0.0.1:0", src, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var wg sync.WaitGroup
+	for range 30 {
+		wg.Go(func() {
+			if got := raw(t, s.Addr(), "GET /metrics HTTP/1.1\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") {
+				t.Errorf("scrape: %.80q", got)
+			}
+		})
+	}
+	wg.Wait()
+	// The flood took less than cacheFor on any machine this runs on;
+	// if not, a second rendering is still far from one per scrape.
+	if n := asked.Load(); n > 2 {
+		t.Fatalf("30 scrapes asked the supervisor %d times", n)
 	}
 }
 
@@ -219,4 +304,24 @@ func FuzzReadRequest(f *testing.F) {
 			t.Fatalf("%q: accepted as %q %q", in, method, path)
 		}
 	})
+}
+
+// TestAcceptPaced: connections are accepted at most acceptPace per
+// acceptWindow, so 3 windows' worth take at least two windows. (A lower
+// bound: a slow machine only makes it longer.)
+func TestAcceptPaced(t *testing.T) {
+	s := listen(t, nil)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 3 * acceptPace {
+		wg.Go(func() {
+			if got := raw(t, s.Addr(), "GET /metrics HTTP/1.1\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200 OK\r\n") {
+				t.Errorf("scrape: %.80q", got)
+			}
+		})
+	}
+	wg.Wait()
+	if took := time.Since(start); took < 2*acceptWindow {
+		t.Fatalf("%d scrapes answered in %v, under %v: not paced", 3*acceptPace, took, 2*acceptWindow)
+	}
 }
