@@ -145,6 +145,86 @@ func TestWatchConfigMap(t *testing.T) {
 	}
 }
 
+// TestWatchSymlinks: each update a --watch path leads to reloads once,
+// through links to other directories and however many watched paths see
+// it (aa4f58b: 0, 0 and 2 reloads):
+//   - rel/current -> v1, swapped atomically to v2: one reload, then an
+//     edit in v2 one more;
+//   - lnk -> ext/conf, ext/conf edited in place: one reload;
+//   - a directory and a file in it, both watched, one update: one reload.
+func TestWatchSymlinks(t *testing.T) {
+	const debounce = 200 * time.Millisecond
+	// quiet waits several windows, then checks the reloads: the absence
+	// of a reload can only be seen over time.
+	quiet := func(t *testing.T, p *proc, want int) {
+		t.Helper()
+		time.Sleep(5 * debounce)
+		if st := settled(t, p); st.Reloads.Requested != want {
+			t.Fatalf("%d reloads, want %d: %+v", st.Reloads.Requested, want, st.Reloads)
+		}
+	}
+	t.Run("current", func(t *testing.T) {
+		t.Parallel()
+		rel := t.TempDir()
+		for _, v := range []string{"v1", "v2"} {
+			if err := os.Mkdir(filepath.Join(rel, v), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(rel, v, "app.conf"), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		current := filepath.Join(rel, "current")
+		if err := os.Symlink("v1", current); err != nil {
+			t.Fatal(err)
+		}
+		p, url := startDemo(t, mode{"pid1", true}, "--watch", current, "--watch-debounce", debounce.String())
+		if err := os.Symlink("v2", current+".new"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(current+".new", current); err != nil {
+			t.Fatal(err)
+		}
+		waitServed(t, url, "gen:2")
+		quiet(t, p, 1)
+		if err := os.WriteFile(filepath.Join(rel, "v2", "app.conf"), []byte("v2 edited"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitServed(t, url, "gen:3")
+		quiet(t, p, 2)
+	})
+	t.Run("link-elsewhere", func(t *testing.T) {
+		t.Parallel()
+		conf := filepath.Join(t.TempDir(), "conf")
+		if err := os.WriteFile(conf, []byte("a"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		lnk := filepath.Join(t.TempDir(), "lnk")
+		if err := os.Symlink(conf, lnk); err != nil {
+			t.Fatal(err)
+		}
+		p, url := startDemo(t, mode{"pid1", true}, "--watch", lnk, "--watch-debounce", debounce.String())
+		if err := os.WriteFile(conf, []byte("bb"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		waitServed(t, url, "gen:2")
+		quiet(t, p, 1)
+	})
+	t.Run("two-paths", func(t *testing.T) {
+		t.Parallel()
+		vol := t.TempDir()
+		if err := kubelet.Update(vol, map[string]string{"app.conf": "v0"}); err != nil {
+			t.Fatal(err)
+		}
+		p, url := startDemo(t, mode{"pid1", true}, "--watch", vol, "--watch", filepath.Join(vol, "app.conf"), "--watch-debounce", debounce.String())
+		if err := kubelet.Update(vol, map[string]string{"app.conf": "v1"}); err != nil {
+			t.Fatal(err)
+		}
+		waitServed(t, url, "gen:2")
+		quiet(t, p, 1)
+	})
+}
+
 // TestWatchAtInotifyLimit: as PID 1 in a user namespace whose inotify
 // instance limit is 0 (a node whose fs.inotify.max_user_instances is used
 // up by other containers), --watch does not stop the application from

@@ -11,10 +11,8 @@ import (
 	_ "github.com/containerd/cgroups/v3"
 	_ "github.com/containerd/cgroups/v3/cgroup1"
 	_ "github.com/containerd/cgroups/v3/cgroup2"
-	_ "github.com/fsnotify/fsnotify"
 	_ "github.com/prometheus/procfs"
 	_ "github.com/spf13/pflag"
-	_ "golang.org/x/net/netutil"
 
 	"github.com/tini-hot/tini-hot/reaper"
 )

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/tini-hot/tini-hot/control"
@@ -210,10 +211,10 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		return fail(err)
 	}
 	if len(cfg.Watch) > 0 {
-		w, err := watch.New(cfg.Watch, cfg.WatchDebounce, func(path string) {
+		w, err := watch.New(cfg.Watch, cfg.WatchDebounce, func(paths []string) {
 			// The answer is logged by the supervisor; this goroutine only
 			// waits for it, so that the watcher never blocks.
-			go func() { _, _ = sup.Reload(context.Background(), false, "--watch "+path) }()
+			go func() { _, _ = sup.Reload(context.Background(), false, "--watch "+strings.Join(paths, ", ")) }()
 		}, log)
 		if err != nil {
 			return fail(err)

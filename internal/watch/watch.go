@@ -6,64 +6,72 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultDebounce is the quiet window after the last event of a change.
 // The kubelet's atomic update takes milliseconds.
 const DefaultDebounce = 500 * time.Millisecond
 
-// retryEvery is how often a directory that is not watched is tried again:
-// one whose watch could not be set up (the node's inotify limits, shared
-// by every container of the user), or was lost (the directory removed or
-// moved away). A change meanwhile reloads once the watch is back, since
-// the fingerprints are compared then. Nothing is armed while every
-// directory is watched.
+// retryEvery is how often watches that could not be set up are tried
+// again: the node's inotify limits (shared by every container of the
+// user) refused them, or the inotify instance stopped. A change
+// meanwhile reloads once they are back, since the fingerprints are
+// compared then. Nothing is armed while every watch is in place.
 var retryEvery = 5 * time.Second
-
-// Watcher watches paths and calls onChange once per change of each.
-type Watcher struct {
-	targets  []*target
-	dirs     []string // the directories to watch, each once
-	debounce time.Duration
-	retry    time.Duration
-	onChange func(path string)
-	log      *slog.Logger
-	done     chan struct{}
-	wg       sync.WaitGroup
-	closeErr error
-
-	// Owned by run's goroutine once it has started:
-	fs      *fsnotify.Watcher // nil while inotify cannot be had
-	watched map[string]bool   // the directories watched now
-	failing string            // the last setup failure logged, "" if none
-}
-
-// target is one watched path: a directory, watched itself, or a file,
-// watched through its directory (an atomic update replaces the file, or
-// the symlink it resolves through, and a watch on the file itself would
-// follow the old inode).
-type target struct {
-	path  string
-	dir   string // the directory whose events concern it
-	isDir bool
-	// Owned by the watcher's goroutine:
-	print string      // the last fingerprint
-	timer *time.Timer // the debounce, nil when quiet
-	first time.Time   // the first event since quiet
-}
 
 // maxBurst bounds a change, in debounce windows: events that never stop
 // (a file rewritten every second) still reload, once per this many
 // windows, rather than never.
 const maxBurst = 10
 
-// Check reports whether path can be watched: it must exist.
+// Watcher watches paths and calls onChange once per change, with every
+// watched path the change concerns.
+type Watcher struct {
+	targets  []*target
+	debounce time.Duration
+	retry    time.Duration
+	onChange func(paths []string)
+	log      *slog.Logger
+	done     chan struct{}
+	wg       sync.WaitGroup
+	closeErr error
+
+	// Owned by run's goroutine once it has started:
+	in      *inotify         // nil while there is none
+	events  chan []rawEvent  // in's events; closed when its reader ends
+	watches map[string]watch // the paths watched now
+	byWD    map[int][]string // the paths of each watch descriptor
+	missing bool             // a watch could not be set up: retry
+	failing string           // the last setup failure logged, "" if none
+	armed   map[*target]bool // targets with events since the last quiet
+	first   time.Time        // the first event since quiet
+	last    time.Time        // the last event
+}
+
+// watch is an inotify watch on a path, and what it asks for.
+type watch struct {
+	wd   int
+	mask uint32
+}
+
+// target is one watched path: what it resolved to when last looked at,
+// and its fingerprint then.
+type target struct {
+	path  string
+	res   resolution
+	print string
+}
+
+// Check reports whether path can be watched: it must lead to a file or a
+// directory, which tini-hot can reach. A path that does not exist, or
+// under a directory tini-hot may not search, is an error.
 func Check(path string) error {
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("--watch %s: %w", path, unwrapPath(err))
@@ -79,39 +87,30 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// New watches paths, each an existing file or directory, and calls
-// onChange(path) from its own goroutine once per change, after debounce
-// without events. Close stops it. Only a path that does not exist is an
-// error: a watch the system refuses now (its inotify limits reached) is
-// logged and tried again every retryEvery, and a change made meanwhile
-// reloads once it is in place.
-func New(paths []string, debounce time.Duration, onChange func(path string), log *slog.Logger) (*Watcher, error) {
+// New watches paths, each leading to an existing file or directory (see
+// Check), and calls onChange from its own goroutine once per change, after
+// debounce without events. Close stops it. A watch the system refuses now
+// (its inotify limits reached) is logged and tried again every
+// retryEvery, and a change made meanwhile reloads once it is in place.
+func New(paths []string, debounce time.Duration, onChange func(paths []string), log *slog.Logger) (*Watcher, error) {
 	w := &Watcher{debounce: debounce, retry: retryEvery, onChange: onChange, log: log,
-		done: make(chan struct{}), watched: map[string]bool{}}
-	dirs := map[string]bool{}
+		done: make(chan struct{}), watches: map[string]watch{}, byWD: map[int][]string{}, armed: map[*target]bool{}}
 	for _, p := range paths {
+		if err := Check(p); err != nil {
+			return nil, err
+		}
 		abs, err := filepath.Abs(p)
 		if err != nil {
 			return nil, fmt.Errorf("--watch %s: %w", p, err)
 		}
-		st, err := os.Stat(abs)
-		if err != nil {
-			return nil, fmt.Errorf("--watch %s: %w", p, unwrapPath(err))
+		if slices.ContainsFunc(w.targets, func(t *target) bool { return t.path == abs }) {
+			continue
 		}
-		t := &target{path: abs, dir: abs, isDir: st.IsDir()}
-		if !t.isDir {
-			t.dir = filepath.Dir(abs)
-		}
-		w.targets = append(w.targets, t)
-		if !dirs[t.dir] {
-			dirs[t.dir] = true
-			w.dirs = append(w.dirs, t.dir)
-		}
+		w.targets = append(w.targets, &target{path: abs, res: resolve(abs)})
 	}
-	_, err := w.setup()
+	err := w.sync()
 	// Fingerprints after the watches: a change from here on gives events,
-	// or, for a directory not watched yet, a different fingerprint once
-	// it is.
+	// or, for a path not watched yet, a different fingerprint once it is.
 	for _, t := range w.targets {
 		t.print = t.fingerprint()
 	}
@@ -123,39 +122,87 @@ func New(paths []string, debounce time.Duration, onChange func(path string), log
 	return w, nil
 }
 
-// setup watches every directory not watched yet, creating the inotify
-// instance first if there is none. It returns the directories it began to
-// watch, and the first failure.
-func (w *Watcher) setup() (added map[string]bool, first error) {
-	if w.fs == nil {
-		fs, err := fsnotify.NewWatcher()
-		if err != nil {
-			return nil, err
+// wanted is every path to watch and its mask: each directory on the way
+// of each target, and what each leads to.
+func (w *Watcher) wanted() map[string]uint32 {
+	want := map[string]uint32{}
+	for _, t := range w.targets {
+		for dir := range t.res.way {
+			want[dir] |= wayMask | unix.IN_ONLYDIR
 		}
-		w.fs = fs
+		switch {
+		case t.res.final == "":
+		case t.res.isDir:
+			want[t.res.final] |= wayMask | contentsMask | unix.IN_ONLYDIR
+		default:
+			want[t.res.final] |= contentsMask
+		}
 	}
-	added = map[string]bool{}
-	for _, d := range w.dirs {
-		if w.watched[d] {
+	return want
+}
+
+// sync makes the watches what the targets' resolutions ask for, creating
+// the inotify instance first if there is none. It returns the first
+// failure; the watches that failed are tried again at the next sync.
+func (w *Watcher) sync() (first error) {
+	if w.in == nil {
+		in, err := newInotify()
+		if err != nil {
+			w.missing = true
+			return err
+		}
+		w.in, w.events = in, make(chan []rawEvent)
+		clear(w.watches)
+		clear(w.byWD)
+		go in.serve(w.events, w.done)
+	}
+	want := w.wanted()
+	for path, cur := range w.watches {
+		if _, ok := want[path]; !ok {
+			w.forget(path, cur.wd)
+		}
+	}
+	w.missing = false
+	for path, mask := range want {
+		if cur, ok := w.watches[path]; ok && cur.mask == mask {
 			continue
 		}
-		// A directory moved away is still watched under its old path;
-		// forget it before watching what is there now.
-		_ = w.fs.Remove(d)
-		if err := w.fs.Add(d); err != nil {
+		wd, err := w.in.add(path, mask)
+		if err != nil {
+			if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ENOTDIR) {
+				// Gone since it was resolved: its events are on the way.
+				continue
+			}
+			w.missing = true
 			if first == nil {
-				first = fmt.Errorf("%s: %w", d, err)
+				first = fmt.Errorf("%s: %w", path, err)
 			}
 			continue
 		}
-		w.watched[d] = true
-		added[d] = true
+		if cur, ok := w.watches[path]; ok && cur.wd != wd {
+			w.forget(path, cur.wd) // another inode at that path now
+		}
+		w.watches[path] = watch{wd, mask}
+		if !slices.Contains(w.byWD[wd], path) {
+			w.byWD[wd] = append(w.byWD[wd], path)
+		}
 	}
-	return added, first
+	return first
 }
 
-// unwatched logs that a directory is not watched: once per distinct
-// failure, so that a retry every few seconds does not flood the log.
+// forget drops the watch of path, descriptor wd, and the descriptor once
+// no path uses it.
+func (w *Watcher) forget(path string, wd int) {
+	delete(w.watches, path)
+	w.byWD[wd] = slices.DeleteFunc(w.byWD[wd], func(p string) bool { return p == path })
+	if len(w.byWD[wd]) == 0 {
+		delete(w.byWD, wd)
+		w.in.remove(wd)
+	}
+}
+
+// unwatched logs that a path is not watched: once per distinct failure,
+// so that a retry every few seconds does not flood the log.
 func (w *Watcher) unwatched(err error) {
 	msg := describe(err)
 	if msg == w.failing {
@@ -184,151 +231,179 @@ func (w *Watcher) Close() error {
 	return w.closeErr
 }
 
-// run handles events, debounce timers and retries on one goroutine.
+// run handles events, the quiet window and retries on one goroutine.
 func (w *Watcher) run() {
 	defer w.wg.Done()
-	quiet := make(chan *target)
-	var retry *time.Timer // armed while a directory is not watched
-	var retryC <-chan time.Time
+	quiet := time.NewTimer(time.Hour)
+	quiet.Stop()
+	var quietC <-chan time.Time // set while the window is armed
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	var retryC <-chan time.Time // set while a retry is due
 	schedule := func() {
-		if retryC != nil {
-			return
-		}
-		if retry == nil {
-			retry = time.NewTimer(w.retry)
-		} else {
+		if retryC == nil {
 			retry.Reset(w.retry)
+			retryC = retry.C
 		}
-		retryC = retry.C
 	}
-	if len(w.watched) < len(w.dirs) {
+	arm := func(ts ...*target) {
+		now := time.Now()
+		if quietC == nil {
+			w.first = now
+			quiet.Reset(w.debounce)
+			quietC = quiet.C
+		}
+		w.last = now
+		for _, t := range ts {
+			w.armed[t] = true
+		}
+	}
+	if w.missing {
 		schedule()
 	}
 	defer func() {
-		if retry != nil {
-			retry.Stop()
-		}
-		for _, t := range w.targets {
-			if t.timer != nil {
-				t.timer.Stop()
-			}
-		}
-		if w.fs != nil {
-			w.closeErr = w.fs.Close()
+		quiet.Stop()
+		retry.Stop()
+		if w.in != nil {
+			w.closeErr = w.in.close()
 		}
 	}()
 	for {
-		var events <-chan fsnotify.Event
-		var errs <-chan error
-		if w.fs != nil {
-			events, errs = w.fs.Events, w.fs.Errors
-		}
 		select {
 		case <-w.done:
 			return
-		case ev, ok := <-events:
+		case evs, ok := <-w.events:
 			if !ok {
-				w.lostAll(schedule)
-				continue
-			}
-			if w.watched[ev.Name] && ev.Has(fsnotify.Remove|fsnotify.Rename) {
-				// The directory itself is gone or moved: its watch with it.
-				delete(w.watched, ev.Name)
-				w.log.Info("--watch: directory gone; watching it again once it is back, every "+w.retry.String(), "dir", ev.Name)
+				w.lostAll()
 				schedule()
-			}
-			for _, t := range w.targets {
-				if t.concerns(ev.Name) {
-					w.arm(t, quiet)
-				}
-			}
-		case err, ok := <-errs:
-			if !ok {
-				w.lostAll(schedule)
+				arm(w.targets...)
 				continue
 			}
-			if errors.Is(err, fsnotify.ErrEventOverflow) {
-				// The kernel dropped events: any path may have changed.
-				w.log.Warn("--watch: events lost (inotify queue overflow); checking every watched path")
-				for _, t := range w.targets {
-					w.arm(t, quiet)
+			if ts, gone := w.concerned(evs); len(ts) > 0 {
+				arm(ts...)
+				if gone {
+					schedule()
 				}
-				continue
 			}
-			w.log.Warn("watch", "err", err)
 		case <-retryC:
 			retryC = nil
-			added, err := w.setup()
-			for _, t := range w.targets {
-				if added[t.dir] {
-					w.arm(t, quiet) // compare with the last fingerprint
-				}
-			}
-			if err != nil {
+			if err := w.sync(); err != nil {
 				w.unwatched(err)
 				schedule()
+			} else if w.failing != "" {
+				w.failing = ""
+				w.log.Info("--watch: watching every path")
+			}
+			arm(w.targets...) // compare with the last fingerprints
+		case <-quietC:
+			// The window lasts until debounce has passed without an
+			// event, or maxBurst windows since the first.
+			if wait := w.last.Add(w.debounce).Sub(time.Now()); wait > 0 && time.Since(w.first) < maxBurst*w.debounce {
+				quiet.Reset(wait)
 				continue
 			}
-			w.failing = ""
-			w.log.Info("--watch: watching every path")
-		case t := <-quiet:
-			t.timer = nil
-			print := t.fingerprint()
-			if print == t.print {
-				w.log.Debug("watch: events without a change", "path", t.path)
-				continue
+			quietC = nil
+			if w.settle() {
+				schedule()
 			}
-			t.print = print
-			w.log.Info("watched path changed: reloading", "path", t.path)
-			w.onChange(t.path)
 		}
 	}
+}
+
+// concerned returns the targets a batch of events may change, and
+// whether a watch was lost (its inode gone: the watches must be set up
+// again). An event in a directory on a target's way concerns it when it
+// names an entry the target resolves through; any event in or on the
+// file or directory a target leads to concerns it. Events of other
+// entries cost a map lookup: and the masks keep most from coming at all.
+func (w *Watcher) concerned(evs []rawEvent) (ts []*target, gone bool) {
+	hit := func(t *target) {
+		if !slices.Contains(ts, t) {
+			ts = append(ts, t)
+		}
+	}
+	for _, ev := range evs {
+		if ev.mask&unix.IN_Q_OVERFLOW != 0 {
+			// The kernel dropped events: any path may have changed.
+			w.log.Warn("--watch: events lost (inotify queue overflow); checking every watched path")
+			return w.targets, false
+		}
+		if ev.mask&unix.IN_IGNORED != 0 {
+			// The inode is gone (deleted, unmounted), or the watch was
+			// removed by sync: the paths it was for are looked at again.
+			for _, p := range w.byWD[ev.wd] {
+				if cur, ok := w.watches[p]; ok && cur.wd == ev.wd {
+					delete(w.watches, p)
+					gone = true
+				}
+			}
+			delete(w.byWD, ev.wd)
+		}
+		for _, dir := range w.byWD[ev.wd] {
+			for _, t := range w.targets {
+				switch {
+				case dir == t.res.final:
+					hit(t)
+				case ev.name == "":
+					if t.res.way[dir] != nil {
+						hit(t) // a directory on its way moved or went
+					}
+				case t.res.way[dir][ev.name]:
+					hit(t)
+				}
+			}
+		}
+	}
+	return ts, gone
+}
+
+// settle ends a quiet window: the targets with events are resolved again,
+// the watches follow, and the fingerprints say what changed. onChange is
+// called once, with every path that changed. It reports whether a watch
+// could not be set up (a retry is due).
+func (w *Watcher) settle() (retry bool) {
+	for t := range w.armed {
+		t.res = resolve(t.path)
+	}
+	err := w.sync()
+	if err != nil {
+		w.unwatched(err)
+	}
+	var changed []string
+	for _, t := range w.targets {
+		if !w.armed[t] {
+			continue
+		}
+		if print := t.fingerprint(); print != t.print {
+			t.print = print
+			changed = append(changed, t.path)
+		} else {
+			w.log.Debug("watch: events without a change", "path", t.path)
+		}
+	}
+	clear(w.armed)
+	if len(changed) > 0 {
+		w.log.Info("watched path changed: reloading", "paths", strings.Join(changed, ", "))
+		w.onChange(changed)
+	}
+	return err != nil || w.missing
 }
 
 // lostAll starts over after the inotify instance has stopped (its reader
-// failed): no directory is watched until a retry sets them up again.
-func (w *Watcher) lostAll(schedule func()) {
-	_ = w.fs.Close()
-	w.fs = nil
-	clear(w.watched)
+// failed): nothing is watched until a retry sets it up again.
+func (w *Watcher) lostAll() {
+	_ = w.in.close()
+	w.in, w.events = nil, nil
+	clear(w.watches)
+	clear(w.byWD)
+	w.missing = true
 	w.log.Warn("--watch: inotify stopped; watching again in " + w.retry.String())
-	schedule()
-}
-
-// arm (re)starts t's quiet window, unless its burst of events has lasted
-// maxBurst windows already.
-func (w *Watcher) arm(t *target, quiet chan<- *target) {
-	if t.timer != nil {
-		if time.Since(t.first) >= maxBurst*w.debounce {
-			return // let it end now
-		}
-		t.timer.Stop()
-	} else {
-		t.first = time.Now()
-	}
-	t.timer = time.AfterFunc(w.debounce, func() {
-		select {
-		case quiet <- t:
-		case <-w.done:
-		}
-	})
-}
-
-// concerns reports whether an event on name may change t: anything in a
-// watched directory; for a file, an event on itself or on an entry its
-// path resolves through (the kubelet's ..data symlink and the
-// ..TIMESTAMP directories).
-func (t *target) concerns(name string) bool {
-	if t.isDir || name == t.path {
-		return true
-	}
-	return filepath.Dir(name) == t.dir && strings.HasPrefix(filepath.Base(name), "..")
 }
 
 // fingerprint identifies what t is now: for a file, what it resolves to
 // and that file's identity; for a directory, the same for each entry.
 func (t *target) fingerprint() string {
-	if !t.isDir {
+	if !t.res.isDir {
 		return identity(t.path)
 	}
 	entries, err := os.ReadDir(t.path)
@@ -336,6 +411,8 @@ func (t *target) fingerprint() string {
 		return "error: " + err.Error()
 	}
 	var b strings.Builder
+	b.WriteString(identity(t.path))
+	b.WriteString("\n")
 	for _, e := range entries {
 		b.WriteString(e.Name())
 		b.WriteString("=")
