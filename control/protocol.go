@@ -16,7 +16,9 @@ const (
 	// answers (Liveness).
 	OpProbe = "probe"
 	// OpPrestop announces that termination is coming: probe fails from
-	// then on and reloads are refused. It cannot be undone.
+	// then on and reloads are refused, until SIGTERM, or until the
+	// announcement is withdrawn (Cancel, or no SIGTERM within the grace
+	// period).
 	OpPrestop = "prestop"
 )
 
@@ -31,6 +33,8 @@ type Request struct {
 	WaitDrained bool `json:"wait_drained,omitempty"`
 	// Liveness (probe): only check that the supervisor answers.
 	Liveness bool `json:"liveness,omitempty"`
+	// Cancel (prestop): withdraw a prestop's announcement.
+	Cancel bool `json:"cancel,omitempty"`
 }
 
 // Response is the server's answer. OK false comes with Error, one line.
@@ -63,6 +67,9 @@ func ParseRequest(b []byte) (Request, error) {
 	}
 	if req.Liveness && req.Op != OpProbe {
 		return Request{}, errors.New("malformed request: liveness is for probe")
+	}
+	if req.Cancel && req.Op != OpPrestop {
+		return Request{}, errors.New("malformed request: cancel is for prestop")
 	}
 	switch req.Op {
 	case OpReload, OpStatus, OpProbe, OpPrestop:

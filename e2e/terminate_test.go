@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -231,4 +233,72 @@ func TestTerminateDuringUpgrade(t *testing.T) {
 		}
 	}
 	t.Logf("SIGTERM during an upgrade: both generations drained, exit 0 %v after SIGTERM", took.Round(time.Millisecond))
+}
+
+// TestPrestopWithdrawn: a prestop that no SIGTERM follows within the
+// grace period is withdrawn, and prestop --cancel withdraws one at once:
+// probe passes and a reload (here by --watch) is taken again. aa4f58b
+// stayed unready and refused every reload for good, and had no --cancel.
+func TestPrestopWithdrawn(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "app.conf")
+	if err := os.WriteFile(conf, []byte("a"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p, url := startDemo(t, mode{"pid1", true}, "--grace-period", "2s", "--watch", conf, "--watch-debounce", "100ms")
+	if out, err := exec.Command(tiniHot, "prestop", "--control", p.control).CombinedOutput(); err != nil {
+		t.Fatalf("prestop: %v %s", err, out)
+	}
+	if _, code, _ := p.probe(); code != 1 {
+		t.Fatal("probe passes after prestop")
+	}
+	waitForWithin(t, time.Minute, "probe to pass again, 2 s after the prestop", func() (string, bool) {
+		out, code, _ := p.probe()
+		return out, code == 0
+	})
+	if err := os.WriteFile(conf, []byte("b"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitServed(t, url, "gen:2")
+	if out, err := exec.Command(tiniHot, "prestop", "--control", p.control).CombinedOutput(); err != nil {
+		t.Fatalf("prestop: %v %s", err, out)
+	}
+	out, err := exec.Command(tiniHot, "prestop", "--cancel", "--control", p.control).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "termination announcement withdrawn: generation 2 serving" {
+		t.Fatalf("prestop --cancel: %v %q", err, out)
+	}
+	if out, code, _ := p.probe(); code != 0 {
+		t.Fatalf("probe after prestop --cancel: %d %q", code, out)
+	}
+}
+
+// TestStatusOfStoppedSupervisor: status, probe and reload against a
+// tini-hot stopped by SIGSTOP each give up at their timeout with one line
+// and exit 1. aa4f58b's status waited for ever.
+func TestStatusOfStoppedSupervisor(t *testing.T) {
+	p, _ := startDemo(t, mode{"pid1", true})
+	pid := p.initPid()
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGCONT)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status"}, "tini-hot status: no answer within 5s"},
+		{[]string{"status", "--timeout", "1s"}, "tini-hot status: no answer within 1s"},
+		{[]string{"probe"}, "tini-hot probe: no answer within 900ms"},
+		{[]string{"reload", "--timeout", "1s"}, "tini-hot reload: no answer within 1s"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, tiniHot, append(c.args, "--control", p.control)...).CombinedOutput()
+		hung := ctx.Err() != nil
+		cancel()
+		if hung {
+			t.Fatalf("%v against a stopped tini-hot: still waiting after 30 s", c.args)
+		}
+		if code := exitCode(err); code != 1 || !strings.HasPrefix(strings.TrimSpace(string(out)), c.want) {
+			t.Errorf("%v against a stopped tini-hot: %d %q, want 1 %q", c.args, code, out, c.want)
+		}
+	}
 }

@@ -344,7 +344,7 @@ func (s *script) step(op, arg byte) {
 		}
 	case opPrestop:
 		if arg%4 == 0 {
-			_, _ = h.s.Prestop(context.Background())
+			_, _ = h.s.Prestop(context.Background(), arg%8 == 4) // or its cancel
 		}
 	case opProbe:
 		if arg%4 == 3 {

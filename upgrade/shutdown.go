@@ -69,13 +69,40 @@ func (s *Supervisor) announce(by string) {
 	s.pending, s.pendingOn, s.waitReason, s.requestedAt = nil, false, "", time.Time{}
 }
 
-// prestop is the preStop hook's notice.
-func (s *Supervisor) prestop() (int, error) {
-	if s.finishing {
+// prestop is the preStop hook's notice, or with cancel its withdrawal.
+// The kubelet sends SIGTERM once the hook has run, within the grace
+// period: a prestop that no SIGTERM follows within it (run by hand, by a
+// hook of a pod that is not terminating) is withdrawn then, so that the
+// pod does not stay unready and refuse reloads for good.
+func (s *Supervisor) prestop(cancel bool) (int, error) {
+	switch {
+	case s.finishing || s.stopping:
 		return 0, errors.New(s.closedReason())
+	case cancel && s.announcedBy != "prestop":
+		return 0, errors.New("no prestop to cancel")
+	case cancel:
+		s.withdraw("prestop --cancel")
+		return s.current.number, nil
 	}
-	s.announce("prestop")
+	if s.announced.IsZero() {
+		s.announce("prestop")
+		s.withdrawDue = s.after(s.opts.GracePeriod, func() {
+			s.withdrawDue = nil
+			if !s.stopping && s.announcedBy == "prestop" {
+				s.withdraw(fmt.Sprintf("no SIGTERM within --grace-period %v of prestop", s.opts.GracePeriod))
+			}
+		})
+	}
 	return s.current.number, nil
+}
+
+// withdraw undoes a prestop's announcement: probe passes again and
+// reloads are taken.
+func (s *Supervisor) withdraw(why string) {
+	s.withdrawDue.Stop()
+	s.withdrawDue = nil
+	s.announced, s.announcedBy = time.Time{}, ""
+	s.log.Warn("termination announcement withdrawn: ready and reloading again", "why", why)
 }
 
 // shutdown is SIGTERM: keep serving until ShutdownDelay has passed since
@@ -92,6 +119,8 @@ func (s *Supervisor) shutdown() {
 		s.announced = time.Time{}
 	}
 	s.stopping = true
+	s.withdrawDue.Stop()
+	s.withdrawDue = nil
 	s.announce("SIGTERM")
 	if r := s.replace; r != nil {
 		s.log.Warn("restart abandoned: shutting down", "reason", r.why)

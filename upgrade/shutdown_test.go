@@ -49,7 +49,7 @@ func TestPrestop(t *testing.T) {
 	h := serving(t, opts)
 	r := h.reload(context.Background())
 	queued := h.reload(context.Background())
-	if gen, err := h.s.Prestop(context.Background()); err != nil || gen != 1 {
+	if gen, err := h.s.Prestop(context.Background(), false); err != nil || gen != 1 {
 		t.Fatalf("prestop: %d %v", gen, err)
 	}
 	if res := h.answer(queued); res.err == nil || res.err.Error() != "termination announced by prestop" {
@@ -152,5 +152,55 @@ func TestOlderKeepDrainDeadline(t *testing.T) {
 	h.exits(false, killed(100, unix.SIGKILL))
 	if e := h.ended(); e.Code() != 4 {
 		t.Fatalf("exit %v, want the serving generation's 4", e)
+	}
+}
+
+// TestPrestopWithdrawn: a prestop no SIGTERM follows within the grace
+// period is withdrawn: probe passes and reloads are taken again (aa4f58b:
+// unready and refusing reloads for good). prestop --cancel withdraws at
+// once; there is nothing to cancel after SIGTERM or without a prestop.
+func TestPrestopWithdrawn(t *testing.T) {
+	opts := notifyOpts()
+	opts.GracePeriod = 10 * time.Second
+	h := serving(t, opts)
+	if _, err := h.s.Prestop(context.Background(), true); err == nil || err.Error() != "no prestop to cancel" {
+		t.Fatalf("cancel without prestop: %v", err)
+	}
+	if _, err := h.s.Prestop(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	h.advance(9 * time.Second)
+	if _, err := h.s.Probe(context.Background(), false); err == nil {
+		t.Fatal("ready again within the grace period")
+	}
+	h.advance(time.Second)
+	if gen, err := h.s.Probe(context.Background(), false); err != nil || gen != 1 {
+		t.Fatalf("probe after a prestop with no SIGTERM: %d %v", gen, err)
+	}
+	r := h.reload(context.Background())
+	h.ready(2, 101)
+	if res := h.answer(r); res.gen != 2 || res.err != nil {
+		t.Fatalf("reload after the prestop was withdrawn: %+v", res)
+	}
+	if _, err := h.s.Prestop(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if gen, err := h.s.Prestop(context.Background(), true); err != nil || gen != 2 {
+		t.Fatalf("prestop --cancel: %d %v", gen, err)
+	}
+	if _, err := h.s.Probe(context.Background(), false); err != nil {
+		t.Fatalf("probe after prestop --cancel: %v", err)
+	}
+	// After SIGTERM: nothing is withdrawn.
+	if _, err := h.s.Prestop(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	h.signal(unix.SIGTERM)
+	if _, err := h.s.Prestop(context.Background(), true); err == nil || !strings.Contains(err.Error(), "SIGTERM") {
+		t.Fatalf("cancel after SIGTERM: %v", err)
+	}
+	h.advance(opts.GracePeriod)
+	if _, err := h.s.Probe(context.Background(), false); err == nil {
+		t.Fatal("ready after SIGTERM")
 	}
 }

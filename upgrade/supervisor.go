@@ -81,6 +81,7 @@ type Supervisor struct {
 	// every process left gets SIGKILL.
 	announced   time.Time
 	announcedBy string
+	withdrawDue *timer // a prestop's announcement withdrawn without SIGTERM
 	stopping    bool
 	deadline    time.Time
 	// finishing is set once the serving generation has ended (or, after
@@ -333,12 +334,14 @@ func (s *Supervisor) Probe(ctx context.Context, liveness bool) (int, error) {
 }
 
 // Prestop announces that termination is coming: from then on probe fails
-// and reloads are refused, while the application keeps serving. It
-// returns the serving generation's number.
-func (s *Supervisor) Prestop(ctx context.Context) (int, error) {
+// and reloads are refused, while the application keeps serving, until
+// SIGTERM. With cancel, or when no SIGTERM has come within the grace
+// period, the announcement is withdrawn: probe passes and reloads are
+// taken again. It returns the serving generation's number.
+func (s *Supervisor) Prestop(ctx context.Context, cancel bool) (int, error) {
 	var gen int
 	var perr error
-	if err := s.request(ctx, func() { gen, perr = s.prestop() }); err != nil {
+	if err := s.request(ctx, func() { gen, perr = s.prestop(cancel) }); err != nil {
 		return 0, err
 	}
 	return gen, perr

@@ -21,7 +21,7 @@ func handler(sup *upgrade.Supervisor) control.Handler {
 		case control.OpProbe:
 			gen, err = sup.Probe(ctx, req.Liveness)
 		case control.OpPrestop:
-			gen, err = sup.Prestop(ctx)
+			gen, err = sup.Prestop(ctx, req.Cancel)
 		case control.OpStatus:
 			st, serr := sup.Status(ctx)
 			if serr != nil {

@@ -16,9 +16,18 @@ import (
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
-// DefaultProbeTimeout bounds probe: a kubelet's exec probe times out
-// after 1 s by default.
+// DefaultProbeTimeout bounds probe and prestop: a kubelet's exec probe
+// times out after 1 s by default.
 const DefaultProbeTimeout = 900 * time.Millisecond
+
+// DefaultStatusTimeout bounds status, and DefaultReloadTimeout reload:
+// long enough for an upgrade queued behind drains with the default
+// timeouts (--drain-timeout 30s, --ready-timeout 60s), short enough that
+// a stopped tini-hot does not hold a script for ever.
+const (
+	DefaultStatusTimeout = 5 * time.Second
+	DefaultReloadTimeout = 5 * time.Minute
+)
 
 // ClientOptions are the flags of a subcommand.
 type ClientOptions struct {
@@ -28,6 +37,7 @@ type ClientOptions struct {
 	JSON        bool          // status
 	Liveness    bool          // probe
 	Delay       time.Duration // prestop
+	Cancel      bool          // prestop
 }
 
 // subcommandHelp is what each subcommand does, for its --help.
@@ -49,7 +59,7 @@ says what the reload waits for, and the reload still goes on: see tini-hot
 status. A generation started after the last reload request ends up serving,
 unless it fails.
 `,
-	"status": `Usage: tini-hot [--control PATH] status [--json]
+	"status": `Usage: tini-hot [--control PATH] status [--json] [--timeout D]
 
 Print the supervisor's state, the container's memory, the held sockets, the
 reload and restart counters and every generation: number, pid, state, start,
@@ -62,12 +72,14 @@ has been announced (prestop or SIGTERM), 1 with the reason otherwise. During
 an upgrade the old generation serves, so the probe passes. With --liveness
 it only checks that the supervisor answers.
 `,
-	"prestop": `Usage: tini-hot [--control PATH] prestop [--delay D]
+	"prestop": `Usage: tini-hot [--control PATH] prestop [--delay D] [--timeout D] [--cancel]
 
 preStop hook: tell the supervisor that termination is coming (probe fails
 from now on, reloads are refused, the application keeps serving), then wait
 D while endpoints are removed; no sleep binary needed. It waits D even when
-the supervisor could not be told (exit 1 then).
+the supervisor could not be told (exit 1 then). If no SIGTERM follows within
+--grace-period, the announcement is withdrawn: probe passes and reloads are
+taken again. --cancel withdraws it at once.
 `,
 }
 
@@ -81,16 +93,18 @@ func clientFlags(cfg *Config, o *ClientOptions) *pflag.FlagSet {
 	fs.StringVar(&cfg.Control, "control", cfg.Control, "control socket `PATH` [TINI_HOT_CONTROL]")
 	switch cfg.Subcommand {
 	case "reload":
-		fs.DurationVar(&o.Timeout, "timeout", 0, "stop waiting for the answer after `D` (the reload goes on); 0 waits until the upgrade has succeeded or failed, which takes at most --ready-timeout once it has started")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultReloadTimeout, "stop waiting for the answer after `D` (the reload goes on); 0 waits until the upgrade has succeeded or failed, which takes at most --ready-timeout once it has started")
 		fs.BoolVar(&o.WaitDrained, "wait-drained", false, "answer once the old generation has exited, not only once the new one serves")
 	case "status":
 		fs.BoolVar(&o.JSON, "json", false, "print the status as JSON")
+		fs.DurationVar(&o.Timeout, "timeout", DefaultStatusTimeout, "fail when there is no answer after `D`; 0 waits as long as it takes")
 	case "probe":
 		fs.DurationVar(&o.Timeout, "timeout", DefaultProbeTimeout, "fail when there is no answer after `D`; 0 waits as long as it takes")
 		fs.BoolVar(&o.Liveness, "liveness", false, "only check that the supervisor answers")
 	case "prestop":
 		fs.DurationVar(&o.Delay, "delay", 0, "wait `D` after telling the supervisor, while endpoints are removed")
 		fs.DurationVar(&o.Timeout, "timeout", DefaultProbeTimeout, "give up telling the supervisor after `D`; 0 waits as long as it takes")
+		fs.BoolVar(&o.Cancel, "cancel", false, "withdraw a prestop's announcement: probe passes and reloads are taken again")
 	}
 	return fs
 }
@@ -162,7 +176,7 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 		ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		defer cancel()
 	}
-	req := control.Request{Op: sub, WaitDrained: o.WaitDrained, Liveness: o.Liveness}
+	req := control.Request{Op: sub, WaitDrained: o.WaitDrained, Liveness: o.Liveness, Cancel: o.Cancel}
 	resp, err := control.Do(ctx, cfg.Control, req)
 	if sub == "prestop" {
 		// Wait even when the supervisor could not be told: the delay is
@@ -206,6 +220,8 @@ func RunClient(cfg *Config, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "alive")
 	case sub == "probe":
 		fmt.Fprintf(stdout, "ready: generation %d serving\n", resp.Generation)
+	case sub == "prestop" && o.Cancel:
+		fmt.Fprintf(stdout, "termination announcement withdrawn: generation %d serving\n", resp.Generation)
 	}
 	return 0
 }
