@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -39,6 +40,18 @@ func TestUsageErrors(t *testing.T) {
 		{"not-found", nil, []string{"/nonexistent/app"}, 127, "exec /nonexistent/app: no such file or directory"},
 		{"not-in-path", nil, []string{"no-such-command-anywhere"}, 127, "exec no-such-command-anywhere: no such file or directory"},
 		{"not-executable", nil, []string{notExec}, 126, "permission denied"},
+		// Found attacking aa4f58b, which took each of these (exit 0, or
+		// 126 for the empty command):
+		{"reload-signal-kill", nil, []string{"--reload-signal", "KILL", "true"}, 2, "--reload-signal SIGKILL: never reaches tini-hot: it cannot be caught"},
+		{"reload-signal-stop", nil, []string{"--reload-signal", "STOP", "true"}, 2, "--reload-signal SIGSTOP: never reaches tini-hot: it cannot be caught"},
+		{"reload-signal-chld", nil, []string{"--reload-signal", "CHLD", "true"}, 2, "tini-hot reaps on it"},
+		{"reload-signal-term", nil, []string{"--reload-signal", "TERM", "true"}, 2, "--reload-signal SIGTERM: it shuts the container down"},
+		{"reload-signal-urg", nil, []string{"--reload-signal", "URG", "true"}, 2, "the Go runtime preempts with it"},
+		{"reload-signal-pipe", nil, []string{"--reload-signal", "PIPE", "true"}, 2, "tini-hot's own writes raise it"},
+		{"restart-window-1ns", nil, []string{"--restart", "on-failure", "--restart-window", "1ns", "true"}, 2, "--restart-window 1ns: the back-off between 5 restarts (--restart-limit) takes 3.75s"},
+		{"empty-command", nil, []string{"--", ""}, 2, "the command to supervise is empty"},
+		{"ready-exec-missing", nil, []string{"--ready", "exec:/nonexistent", "true"}, 2, "--ready exec:/nonexistent: no such file or directory"},
+		{"control-too-long", nil, []string{"--control", "/" + strings.Repeat("c", 100<<10), "true"}, 2, "a path of 102401 bytes; a unix socket's holds at most 107"},
 	}
 	bin := initBin{"tini-hot", tiniHot}
 	for _, m := range modes {
@@ -73,4 +86,30 @@ func TestVersion(t *testing.T) {
 			t.Fatalf("tini-hot %v: status %d, output %q", args, code, p.stderr)
 		}
 	}
+}
+
+// TestRemappedExitIsSuccess: with -e 7 and --restart on-failure, an
+// application that exits 7 has succeeded: no restart, exit 0. aa4f58b
+// remapped the status but counted a failure: 5 restarts, then exit 0.
+func TestRemappedExitIsSuccess(t *testing.T) {
+	p := startInit(t, th(), mode{"pid1", true}, nil, "-e", "7", "--restart", "on-failure", "--", "sh", "-c", "exit 7")
+	if code := p.wait(); code != 0 {
+		t.Fatalf("exit %d, want 0", code)
+	}
+	if strings.Contains(p.stderr.String(), "restarting") {
+		t.Fatalf("restarted after an expected exit:\n%s", p.stderr)
+	}
+}
+
+// TestReadinessCheckFailuresLogged: a readiness check that fails says so,
+// with how it failed, at the default verbosity (aa4f58b: nothing, the
+// generation stayed starting with no word).
+func TestReadinessCheckFailuresLogged(t *testing.T) {
+	p := startInit(t, th(), mode{"pid1", true}, nil, "--ready", "exec:false", "--", "sleep", "60")
+	waitFor(t, "a failed check logged", func() (string, bool) {
+		out := p.stderr.String()
+		return out, strings.Contains(out, `readiness check failed: trying again`) && strings.Contains(out, `how="exited with status 1"`)
+	})
+	p.signal(syscall.SIGTERM)
+	p.wait()
 }

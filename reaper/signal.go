@@ -20,25 +20,45 @@ const sigRTMin = 35
 const sigMax = 64
 
 // Forwardable lists the signals a Reaper relays: every signal from 1 to 64
-// except SIGKILL and SIGSTOP (uncatchable), SIGCHLD (it drives reaping),
-// SIGURG (the Go runtime's preemption signal), SIGPROF (the Go runtime
-// consumes it for its profiler and never delivers it), SIGPIPE (tini-hot's
-// own writes raise it; see [New]), 32 and 33 (reserved by the C
-// libraries) and 34 (which a Go program cannot catch: as PID 1 the kernel
-// drops it, as it does every signal PID 1 has no handler for; otherwise
-// it ends tini-hot, as SIGKILL would).
+// but those [Unforwardable] names a reason for.
 func Forwardable() []unix.Signal {
 	var sigs []unix.Signal
 	for n := 1; n <= sigMax; n++ {
-		s := unix.Signal(n)
-		switch {
-		case s == unix.SIGKILL, s == unix.SIGSTOP, s == unix.SIGCHLD, s == unix.SIGURG, s == unix.SIGPROF, s == unix.SIGPIPE:
-		case n > 31 && n < sigRTMin:
-		default:
-			sigs = append(sigs, s)
+		if Unforwardable(unix.Signal(n)) == "" {
+			sigs = append(sigs, unix.Signal(n))
 		}
 	}
 	return sigs
+}
+
+// Unforwardable says why sig never reaches tini-hot's handling, to
+// forward it or to act on it (a reload), or "" when it does: SIGKILL and
+// SIGSTOP cannot be caught; SIGCHLD drives reaping; the Go runtime keeps
+// SIGURG (its preemption signal) and SIGPROF (its profiler) for itself;
+// SIGPIPE is raised by tini-hot's own writes and dropped (see [New]); 32
+// and 33 are reserved by the C libraries; and 34 a Go program cannot
+// catch (as PID 1 the kernel drops it, as it does every signal PID 1 has
+// no handler for; otherwise it ends tini-hot, as SIGKILL would).
+func Unforwardable(sig unix.Signal) string {
+	switch {
+	case sig == unix.SIGKILL, sig == unix.SIGSTOP:
+		return "it cannot be caught"
+	case sig == unix.SIGCHLD:
+		return "tini-hot reaps on it"
+	case sig == unix.SIGURG:
+		return "the Go runtime preempts with it"
+	case sig == unix.SIGPROF:
+		return "the Go runtime profiles with it"
+	case sig == unix.SIGPIPE:
+		return "tini-hot's own writes raise it, and it is dropped"
+	case sig == 32 || sig == 33:
+		return "the C libraries reserve it"
+	case sig == 34:
+		return "a Go program cannot catch it"
+	case sig < 1 || sig > sigMax:
+		return "no such signal"
+	}
+	return ""
 }
 
 // Essential lists the forwardable signals that a Go program does not drop

@@ -1,7 +1,9 @@
 package upgrade
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -64,6 +66,10 @@ type generation struct {
 	requested                     time.Time // when the reload it serves was asked for
 	notify                        notifier
 	check                         int // pid of the running exec readiness check, 0 if none
+	// checks counts its failed readiness checks; checkFailed is how the
+	// last one failed.
+	checks      int
+	checkFailed string
 	// ignored counts the notices from processes outside the generation;
 	// ignoredLogged is when the log last said so.
 	ignored       int
@@ -168,7 +174,9 @@ func (s *Supervisor) runCheck(g *generation) {
 	}
 }
 
-// checkEnded handles the end of g's readiness check.
+// checkEnded handles the end of g's readiness check. A failed check is
+// logged: the first of the generation, and each that fails otherwise
+// than the one before, at the default verbosity; the others at -v 2.
 func (s *Supervisor) checkEnded(g *generation, e reaper.Exit) {
 	if g.state != stateStarting || g.exited {
 		return
@@ -177,6 +185,20 @@ func (s *Supervisor) checkEnded(g *generation, e reaper.Exit) {
 		s.ready(g)
 		return
 	}
+	how := e.String()
+	switch e.Code() {
+	case 126:
+		how += " (the command could not be executed)"
+	case 127:
+		how += " (the command was not found)"
+	}
+	g.checks++
+	level := slog.LevelInfo
+	if how != g.checkFailed {
+		level = slog.LevelWarn
+	}
+	g.checkFailed = how
+	s.log.Log(context.Background(), level, "readiness check failed: trying again", "generation", g.number, "how", how, "checks", g.checks, "in", execRetry)
 	g.arm(s.after(execRetry, func() { s.runCheck(g) }))
 }
 

@@ -3,6 +3,7 @@ package upgrade
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -174,6 +175,9 @@ type Options struct {
 	// Zero: DefaultRestartLimit, DefaultRestartWindow.
 	RestartLimit  int
 	RestartWindow time.Duration
+	// Expected are exit statuses that count as success besides 0, as
+	// tini -e remaps them: one is no crash (--restart on-failure).
+	Expected map[int]bool
 	// WarnOnReap logs every reaped process that is not a generation's
 	// main process (tini -w).
 	WarnOnReap bool
@@ -231,6 +235,9 @@ func (o *Options) Validate() error {
 	if len(o.Command) == 0 {
 		return fmt.Errorf("no command to supervise")
 	}
+	if o.Command[0] == "" {
+		return fmt.Errorf("the command to supervise is empty (\"\")")
+	}
 	o.SetDefaults()
 	for _, d := range []struct {
 		flag string
@@ -244,6 +251,22 @@ func (o *Options) Validate() error {
 	} {
 		if d.v < 0 {
 			return fmt.Errorf("%s %v: must be positive", d.flag, d.v)
+		}
+	}
+	if o.ReloadSignal != NoReloadSignal {
+		switch why := reaper.Unforwardable(o.ReloadSignal); {
+		case o.ReloadSignal == unix.SIGTERM:
+			return fmt.Errorf("--reload-signal %s: it shuts the container down", reaper.SignalName(o.ReloadSignal))
+		case why != "":
+			return fmt.Errorf("--reload-signal %s: never reaches tini-hot: %s", reaper.SignalName(o.ReloadSignal), why)
+		}
+	}
+	if o.Restart != RestartNever {
+		switch least := restartBackoffs(o.RestartLimit); {
+		case least == math.MaxInt64:
+			return fmt.Errorf("--restart-limit %d: the back-off between so many restarts is longer than any --restart-window: the restarts would never give up", o.RestartLimit)
+		case o.RestartWindow <= least:
+			return fmt.Errorf("--restart-window %v: the back-off between %d restarts (--restart-limit) takes %v, so more than %d crashes never fit in it and the restarts never give up; use more than %v", o.RestartWindow, o.RestartLimit, least, o.RestartLimit, least)
 		}
 	}
 	if o.MaxDraining < 0 {

@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -91,6 +92,38 @@ func (s *Supervisor) replacementFailed(g *generation, reason string) {
 	s.replace = &replacement{why: fmt.Sprintf("generation %d failed", g.number), waitDrained: true}
 }
 
+// restartDelay is the back-off before the restart after the nth crash
+// within the window: none after the first, then RestartBackoff, doubling
+// up to RestartBackoffMax.
+func restartDelay(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	if n-2 >= 16 {
+		return RestartBackoffMax // no shift beyond the bound
+	}
+	return min(RestartBackoff<<(n-2), RestartBackoffMax)
+}
+
+// restartBackoffs is the back-off before limit restarts in a row: the
+// shortest time in which limit+1 crashes can happen.
+func restartBackoffs(limit int) time.Duration {
+	var d time.Duration
+	for n := 1; n <= limit; n++ {
+		delay := restartDelay(n)
+		if delay == RestartBackoffMax {
+			// Every one after is the bound too (saturated, not overflowed).
+			rest := time.Duration(limit - n + 1)
+			if rest > (math.MaxInt64-d)/RestartBackoffMax {
+				return math.MaxInt64
+			}
+			return d + rest*RestartBackoffMax
+		}
+		d += delay
+	}
+	return d
+}
+
 // crashed applies the restart policy to g, the serving generation, which
 // exited on its own with e: unless the policy says no, or it crashed too
 // often, a new generation starts on the held sockets (at once the first
@@ -99,7 +132,7 @@ func (s *Supervisor) replacementFailed(g *generation, reason string) {
 // deadline. Otherwise the container ends (see reap).
 func (s *Supervisor) crashed(g *generation, e reaper.Exit) {
 	switch p := s.opts.Restart; {
-	case s.replace != nil, p == RestartNever, p == RestartOnFailure && e.Code() == 0:
+	case s.replace != nil, p == RestartNever, p == RestartOnFailure && (e.Code() == 0 || s.opts.Expected[e.Code()]):
 		return
 	}
 	now := s.sys.now()
@@ -119,10 +152,7 @@ func (s *Supervisor) crashed(g *generation, e reaper.Exit) {
 		up.replacing = true
 		return
 	}
-	delay := time.Duration(0)
-	if n := len(s.crashes); n > 1 {
-		delay = min(RestartBackoff<<(n-2), RestartBackoffMax)
-	}
+	delay := restartDelay(len(s.crashes))
 	why := fmt.Sprintf("generation %d %s", g.number, e)
 	s.log.Warn("serving generation ended: restarting", "generation", g.number, "how", e.String(), "restart", s.restarts, "in", delay, "policy", string(s.opts.Restart))
 	s.replace = &replacement{why: why, notBefore: now.Add(delay)}

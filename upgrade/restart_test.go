@@ -2,6 +2,7 @@ package upgrade
 
 import (
 	"context"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +226,60 @@ func TestUpgradeTakesOverThenCrashes(t *testing.T) {
 	res := h.answer(r)
 	if res.err == nil || res.err.Error() != "generation 2 killed by signal 11 (segmentation fault) before ready" {
 		t.Fatalf("reload: %+v", res)
+	}
+}
+
+// TestRestartWindowTooShort: a window shorter than the back-off of
+// --restart-limit restarts is refused: more crashes than the limit could
+// never fit in it, and the restarts would never give up (aa4f58b took
+// 1ns: 466 restarts in 60 s, never backing off).
+func TestRestartWindowTooShort(t *testing.T) {
+	if d := restartBackoffs(DefaultRestartLimit); d != 3750*time.Millisecond {
+		t.Fatalf("back-off of %d restarts: %v", DefaultRestartLimit, d)
+	}
+	if d := restartBackoffs(1 << 40); d != math.MaxInt64 {
+		t.Fatalf("back-off of 2^40 restarts: %v, want saturated", d)
+	}
+	for _, c := range []struct {
+		window time.Duration
+		ok     bool
+	}{{time.Nanosecond, false}, {3750 * time.Millisecond, false}, {3751 * time.Millisecond, true}, {DefaultRestartWindow, true}} {
+		o := Options{Command: []string{"app"}, Restart: RestartOnFailure, RestartWindow: c.window}
+		if err := o.Validate(); (err == nil) != c.ok {
+			t.Errorf("--restart-window %v: %v", c.window, err)
+		}
+	}
+	o := Options{Command: []string{"app"}, RestartWindow: time.Nanosecond} // never restarts: any window
+	if err := o.Validate(); err != nil {
+		t.Errorf("--restart never with a 1ns window: %v", err)
+	}
+}
+
+// TestExpectedExitNoCrash: an exit status remapped to success (tini -e)
+// is no crash under on-failure.
+func TestExpectedExitNoCrash(t *testing.T) {
+	o := restartOpts(RestartOnFailure)
+	o.Expected = map[int]bool{7: true}
+	h := serving(t, o)
+	h.exits(false, exited(100, 7))
+	if e := h.ended(); e.Code() != 7 || h.started() != 1 {
+		t.Fatalf("exit %d after %d starts, want the application's 7 and no restart", e.Code(), h.started())
+	}
+}
+
+// TestReloadSignalRefused: a reload signal that never reaches tini-hot is
+// a usage error, naming why.
+func TestReloadSignalRefused(t *testing.T) {
+	for _, sig := range []unix.Signal{unix.SIGKILL, unix.SIGSTOP, unix.SIGCHLD, unix.SIGTERM, unix.SIGURG, unix.SIGPIPE, unix.SIGPROF, 32, 33, 34} {
+		o := Options{Command: []string{"app"}, ReloadSignal: sig}
+		if err := o.Validate(); err == nil || !strings.HasPrefix(err.Error(), "--reload-signal ") {
+			t.Errorf("--reload-signal %v: %v", sig, err)
+		}
+	}
+	for _, sig := range []unix.Signal{unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2, 35, 64, NoReloadSignal} {
+		o := Options{Command: []string{"app"}, ReloadSignal: sig}
+		if err := o.Validate(); err != nil {
+			t.Errorf("--reload-signal %v: %v", sig, err)
+		}
 	}
 }

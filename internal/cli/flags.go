@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os/exec"
 	"slices"
 	"sort"
 	"strconv"
@@ -135,6 +137,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 		return nil, errors.New("no command given: usage is tini-hot [flags] -- COMMAND [ARG...]")
 	}
 	o.Command = rest
+	o.Expected = cfg.Remap
 	if cfg.Metrics != "" {
 		if _, _, err := net.SplitHostPort(cfg.Metrics); err != nil {
 			return nil, fmt.Errorf("--metrics %q: want HOST:PORT, e.g. :9090", cfg.Metrics)
@@ -379,15 +382,41 @@ func (v *pathsValue) Set(s string) error {
 	return nil
 }
 
-// CheckPaths checks, when tini-hot starts, that every --watch path
-// exists: a missing one is a usage error.
+// CheckPaths checks, when tini-hot starts, what the flags name on the
+// filesystem: every --watch path can be reached, the --ready exec command
+// can be run, and the --control path fits in a unix socket address. Each
+// failure is a usage error.
 func (c *Config) CheckPaths() error {
 	for _, p := range c.Watch {
 		if err := watch.Check(p); err != nil {
 			return err
 		}
 	}
+	if r := c.Supervisor.Ready; r.Mode == upgrade.ReadyExec {
+		if _, err := exec.LookPath(r.Command[0]); err != nil {
+			return fmt.Errorf("--ready %s: %w", r.String(), unwrapExec(err))
+		}
+	}
+	if n := len(c.Control); n > listen.MaxSocketPath {
+		return fmt.Errorf("--control %.40s…: a path of %d bytes; a unix socket's holds at most %d", c.Control, n, listen.MaxSocketPath)
+	}
 	return nil
+}
+
+// unwrapExec is why exec.LookPath failed, without the name it repeats.
+func unwrapExec(err error) error {
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		if errors.Is(ee.Err, exec.ErrNotFound) {
+			return errors.New("not found in $PATH")
+		}
+		var pe *fs.PathError
+		if errors.As(ee.Err, &pe) {
+			return pe.Err
+		}
+		return ee.Err
+	}
+	return err
 }
 
 func (v *pathsValue) String() string { return strings.Join(*v.paths, ",") }

@@ -65,6 +65,10 @@ func validName(name string) bool {
 	return true
 }
 
+// MaxSocketPath is the longest unix socket path: sun_path holds 108 bytes,
+// the last a NUL.
+const MaxSocketPath = 107
+
 // Parse reads [NAME=]URL: tcp://HOST:PORT, tcp4://..., tcp6://[::]:PORT,
 // udp://HOST:PORT (also udp4, udp6) or unix:///path/app.sock.
 func Parse(s string) (Spec, error) {
@@ -112,6 +116,9 @@ func Parse(s string) (Spec, error) {
 	case "unix":
 		if u.Host != "" || u.Path == "" {
 			return spec, fmt.Errorf("listen %q: want unix:///absolute/path (three slashes: unix:// and an absolute path)", s)
+		}
+		if len(u.Path) > MaxSocketPath {
+			return spec, fmt.Errorf("listen %.60q…: a path of %d bytes; a unix socket's holds at most %d", s, len(u.Path), MaxSocketPath)
 		}
 		spec.Address = u.Path
 	case "":

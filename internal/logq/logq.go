@@ -21,6 +21,10 @@ import (
 // MaxQueued bounds the bytes of the lines waiting to be written.
 const MaxQueued = 64 << 10
 
+// MaxLine bounds one line: a longer one (an error that quotes a 100 KB
+// path) is cut, and says so, rather than dropped whole.
+const MaxLine = 4 << 10
+
 // Writer queues each Write as one line (a log record) and writes it to
 // its output from a goroutine of its own.
 type Writer struct {
@@ -49,17 +53,24 @@ func New(out io.Writer) *Writer {
 	return w
 }
 
-// Write queues a copy of p, or drops it when MaxQueued bytes wait already.
-// It never blocks on the output and never fails.
+// Write queues a copy of p, cut to MaxLine, or drops it when MaxQueued
+// bytes wait already. It never blocks on the output and never fails.
 func (w *Writer) Write(p []byte) (int, error) {
+	line := p
+	if len(line) > MaxLine {
+		cut := fmt.Sprintf("… [%d bytes cut]\n", len(p)-MaxLine)
+		line = append(append(make([]byte, 0, MaxLine+len(cut)), p[:MaxLine]...), cut...)
+	} else {
+		line = append([]byte(nil), p...)
+	}
 	w.mu.Lock()
-	if w.size+len(p) > MaxQueued {
+	if w.size+len(line) > MaxQueued {
 		w.dropped++
 		w.mu.Unlock()
 		return len(p), nil
 	}
-	w.queue = append(w.queue, entry{line: append([]byte(nil), p...), dropped: w.dropped})
-	w.size += len(p)
+	w.queue = append(w.queue, entry{line: line, dropped: w.dropped})
+	w.size += len(line)
 	w.dropped = 0
 	w.mu.Unlock()
 	w.signal()

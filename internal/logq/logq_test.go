@@ -134,3 +134,23 @@ func TestFlowing(t *testing.T) {
 		t.Fatalf("%d lines out, want 2000:\n%s", got, out.String()[:200])
 	}
 }
+
+// TestLongLineCut: a line over MaxLine is written cut, saying so, not
+// dropped whole (aa4f58b: a 100 KB line became "1 log lines dropped: the
+// log was not read", which was false).
+func TestLongLineCut(t *testing.T) {
+	var out syncbuf.Buffer
+	w := New(&out)
+	long := strings.Repeat("x", 100<<10) + "\n"
+	if n, err := w.Write([]byte(long)); n != len(long) || err != nil {
+		t.Fatalf("Write: %d %v", n, err)
+	}
+	if !w.Flush(10 * time.Second) {
+		t.Fatal("not flushed")
+	}
+	got := out.String()
+	want := strings.Repeat("x", MaxLine) + fmt.Sprintf("… [%d bytes cut]\n", len(long)-MaxLine)
+	if got != want {
+		t.Fatalf("wrote %d bytes ending %q, want %d ending %q", len(got), got[max(0, len(got)-40):], len(want), want[len(want)-40:])
+	}
+}

@@ -298,7 +298,7 @@ func (w *Watcher) run() {
 		case <-quietC:
 			// The window lasts until debounce has passed without an
 			// event, or maxBurst windows since the first.
-			if wait := w.last.Add(w.debounce).Sub(time.Now()); wait > 0 && time.Since(w.first) < maxBurst*w.debounce {
+			if wait := time.Until(w.last.Add(w.debounce)); wait > 0 && time.Since(w.first) < maxBurst*w.debounce {
 				quiet.Reset(wait)
 				continue
 			}
