@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -235,14 +234,7 @@ func TestMetrics(t *testing.T) {
 //     (aa4f58b summed 320 MiB of RssAnon and refused); the reload fits,
 //     and happens.
 func TestMemoryShared(t *testing.T) {
-	gunicorn, err := exec.LookPath("gunicorn")
-	if err != nil {
-		need(t, "gunicorn (Debian package gunicorn)")
-	}
-	testdata, err := filepath.Abs("testdata")
-	if err != nil {
-		t.Fatal(err)
-	}
+	gunicorn, testdata := needGunicorn(t)
 	for _, tc := range []struct {
 		name  string
 		limit int

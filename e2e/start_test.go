@@ -134,15 +134,7 @@ func TestPausedSupervisor(t *testing.T) {
 		append([]string{"--ready", "notify", "--ready-timeout", "2s", "--"}, helperCmd("readyonfile")...)...)
 	p.waitGen(1, "serving")
 	for n := 2; n <= 4; n++ {
-		type answer struct {
-			out  string
-			code int
-		}
-		reload := make(chan answer, 1)
-		go func() {
-			out, code := p.reload()
-			reload <- answer{out, code}
-		}()
+		reload := p.reloadAsync()
 		g := p.waitGen(n, "starting")
 		pid := p.initPid()
 		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {

@@ -49,18 +49,26 @@ func TestSystemdNotify(t *testing.T) {
 	}
 }
 
-// TestGunicorn upgrades Debian's unmodified gunicorn, which speaks
-// LISTEN_FDS and sd_notify by itself, 5 times under load, then stops it
-// with SIGTERM while a request is in flight.
-func TestGunicorn(t *testing.T) {
+// needGunicorn returns the path of gunicorn and the absolute path of
+// testdata, where its WSGI app is.
+func needGunicorn(t *testing.T) (gunicorn, testdata string) {
+	t.Helper()
 	gunicorn, err := exec.LookPath("gunicorn")
 	if err != nil {
 		need(t, "gunicorn (Debian package gunicorn)")
 	}
-	testdata, err := filepath.Abs("testdata")
+	testdata, err = filepath.Abs("testdata")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return gunicorn, testdata
+}
+
+// TestGunicorn upgrades Debian's unmodified gunicorn, which speaks
+// LISTEN_FDS and sd_notify by itself, 5 times under load, then stops it
+// with SIGTERM while a request is in flight.
+func TestGunicorn(t *testing.T) {
+	gunicorn, testdata := needGunicorn(t)
 	addr := freeAddr(t)
 	url := "http://" + addr + "/"
 	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil,

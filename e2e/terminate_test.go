@@ -204,15 +204,7 @@ func TestTerminateDuringUpgrade(t *testing.T) {
 		g, _ := generation(p.status(), 1)
 		return "", g.State == "serving"
 	})
-	type result struct {
-		out  string
-		code int
-	}
-	reload := make(chan result, 1)
-	go func() {
-		out, code := p.reload()
-		reload <- result{out, code}
-	}()
+	reload := p.reloadAsync()
 	waitFor(t, "generation 2 started, not ready", func() (string, bool) {
 		g, _ := generation(p.status(), 2)
 		return "", g.State == "starting" && strings.Contains(readFile(log), "started 2")

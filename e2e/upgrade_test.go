@@ -123,6 +123,22 @@ func (p *proc) reload(args ...string) (string, int) {
 	return strings.TrimSpace(string(out)), exitCode(err)
 }
 
+// reloadResult is what `tini-hot reload` printed, and its exit status.
+type reloadResult struct {
+	out  string
+	code int
+}
+
+// reloadAsync runs p.reload in the background and gives its result.
+func (p *proc) reloadAsync() <-chan reloadResult {
+	c := make(chan reloadResult, 1)
+	go func() {
+		out, code := p.reload()
+		c <- reloadResult{out, code}
+	}()
+	return c
+}
+
 // generation returns the state of generation n.
 func generation(st upgrade.Status, n int) (upgrade.GenerationStatus, bool) {
 	for _, g := range st.Generations {
