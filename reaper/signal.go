@@ -9,13 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sigRTMin is the first real-time signal a Go program can catch: glibc
-// keeps 32 and 33 for itself, and the Go runtime keeps 34 for musl's
-// (its SIGSYNCCALL): it installs no handler for 34, and os/signal cannot
-// enable one (_SigSetStack in the runtime's signal table, Go issue 39343).
-// SIGRTMIN in C is 34 on Linux with glibc or musl.
-const sigRTMin = 35
-
 // sigMax is the highest signal number on Linux (_NSIG - 1).
 const sigMax = 64
 
@@ -54,6 +47,9 @@ func Unforwardable(sig unix.Signal) string {
 	case sig == 32 || sig == 33:
 		return "the C libraries reserve it"
 	case sig == 34:
+		// SIGRTMIN in C; the Go runtime keeps it for musl's SIGSYNCCALL,
+		// installs no handler, and os/signal cannot enable one
+		// (_SigSetStack in its signal table, Go issue 39343).
 		return "a Go program cannot catch it"
 	case sig < 1 || sig > sigMax:
 		return "no such signal"
