@@ -34,10 +34,10 @@ type Reaper struct {
 // New subscribes to SIGCHLD and to the [Forwardable] signals a Go
 // program dies or stops of while nobody has subscribed to them
 // ([Essential]) and, unless the process is PID 1, makes it a child
-// subreaper. When [sighold] holds the Essential signals (tini-hot holds
-// them from its first moments), New takes its channels over, with the
-// signals that arrived meanwhile, instead of subscribing again. Call it before starting any child, so that no exit and no
-// such signal is missed. Call [Reaper.SubscribeRest] for the others once
+// subreaper. The Essential signals come through [sighold]: New takes its
+// channels over, with the signals that arrived since tini-hot held them
+// from its first moments, or has it subscribe now. Call it before
+// starting any child, so that no exit and no such signal is missed. Call [Reaper.SubscribeRest] for the others once
 // the first child has started.
 //
 // os/signal enables each signal with a round trip between two of the
@@ -64,20 +64,18 @@ func New() (*Reaper, error) {
 		chld:       make(chan os.Signal, 1),
 		subscribed: make(chan struct{}),
 	}
-	r.term, r.signals = sighold.Take()
 	if r.pid != 1 {
 		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 			return nil, fmt.Errorf("become child subreaper: %w", err)
 		}
 	}
-	var early []os.Signal
+	// The Essential signals: held since tini-hot's first initialiser,
+	// or subscribed to now (Hold does nothing when they are held).
+	sighold.Hold()
+	r.term, r.signals = sighold.Take()
 	essential := Essential()
 	for _, s := range Forwardable() {
-		switch {
-		case s == unix.SIGTERM:
-		case slices.Contains(essential, s):
-			early = append(early, s)
-		default:
+		if !slices.Contains(essential, s) {
 			r.rest = append(r.rest, s)
 		}
 	}
@@ -85,14 +83,6 @@ func New() (*Reaper, error) {
 	// Never read: os/signal drops what does not fit.
 	signal.Notify(make(chan os.Signal, 1), unix.SIGPIPE)
 	signal.Notify(r.chld, unix.SIGCHLD)
-	if r.term == nil {
-		// One SIGTERM waiting is as good as several: a buffer of one
-		// never loses the fact that it came.
-		r.term = make(chan os.Signal, 1)
-		r.signals = make(chan os.Signal, sighold.SignalsBuffer)
-		signal.Notify(r.term, unix.SIGTERM)
-		signal.Notify(r.signals, early...)
-	}
 	return r, nil
 }
 
