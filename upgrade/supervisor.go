@@ -168,11 +168,8 @@ func (s *Supervisor) Run() (reaper.Exit, error) {
 		// Notices first: after a pause (SIGSTOP, a frozen cgroup, a
 		// starved CPU) a READY=1 and the timer it beat come at once,
 		// and select would pick either.
-		select {
-		case ev := <-s.notices:
-			s.onNotice(ev)
+		if s.drainNotices() {
 			continue
-		default:
 		}
 		select {
 		case <-s.r.Reapable():
@@ -266,16 +263,22 @@ func (s *Supervisor) after(d time.Duration, f func()) *timer {
 // still in a generation's socket, not read yet, are the ready timeout's
 // to wait for (see readyTimeout).
 func (s *Supervisor) catchUp() {
+	s.drainNotices()
+	s.reap()
+}
+
+// drainNotices handles the notices already read, without waiting for
+// more, and reports whether there were any.
+func (s *Supervisor) drainNotices() (handled bool) {
 	for {
 		select {
 		case ev := <-s.notices:
 			s.onNotice(ev)
-			continue
+			handled = true
 		default:
+			return handled
 		}
-		break
 	}
-	s.reap()
 }
 
 // Stop cancels t; safe on nil and twice. Only the owner calls it.
