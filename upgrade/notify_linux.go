@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tini-hot/tini-hot/internal/pace"
 	"golang.org/x/sys/unix"
 )
 
@@ -135,8 +136,7 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 	// are close-on-exec (net reads with MSG_CMSG_CLOEXEC), so a
 	// generation started meanwhile gets none.
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4))
-	var window time.Time // when the current pacing window began
-	read := 0            // datagrams read in it
+	paced := pace.Pacer{Count: notifyPaceCount, Window: notifyPaceWindow}
 	for {
 		n, oobn, _, _, err := s.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
@@ -145,14 +145,8 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 			return
 		}
 		ev := notifyEvent{gen: gen, notice: parseNotice(buf[:n]), at: time.Now()}
-		if ev.at.Sub(window) >= notifyPaceWindow {
-			window, read = ev.at, 0
-		}
-		if read++; read > notifyPaceCount {
-			if !sleep(window.Add(notifyPaceWindow).Sub(ev.at), done) {
-				return
-			}
-			window, read = time.Now(), 1
+		if !paced.Wait(done) {
+			return
 		}
 		ev.sender, ev.barrier = control(oob[:oobn], ev.notice.barrier)
 		select {
@@ -207,16 +201,4 @@ func control(oob []byte, barrier bool) (sender int, keep *os.File) {
 		}
 	}
 	return sender, keep
-}
-
-// sleep waits d, or until done is closed; it reports whether d passed.
-func sleep(d time.Duration, done <-chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-done:
-		return false
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/evict"
+	"github.com/tini-hot/tini-hot/internal/pace"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
@@ -143,19 +144,10 @@ func (s *Server) Close() error {
 func (s *Server) accept() {
 	defer s.wg.Done()
 	var delay time.Duration
-	var window time.Time // when the current pacing window began
-	accepted := 0        // connections accepted in it
+	paced := pace.Pacer{Count: acceptPace, Window: acceptWindow}
 	for {
-		if now := time.Now(); now.Sub(window) >= acceptWindow {
-			window, accepted = now, 0
-		}
-		if accepted++; accepted > acceptPace {
-			select {
-			case <-time.After(time.Until(window.Add(acceptWindow))):
-			case <-s.ctx.Done():
-				return
-			}
-			window, accepted = time.Now(), 1
+		if !paced.Wait(s.ctx.Done()) {
+			return
 		}
 		c, err := s.ln.Accept()
 		if err != nil {
