@@ -291,6 +291,20 @@ func procTable() map[int]procfs.ProcStat {
 	return out
 }
 
+// cpuSeconds is the CPU time of process pid so far, user and system.
+func cpuSeconds(t testing.TB, pid int) float64 {
+	t.Helper()
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := p.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CPUTime()
+}
+
 // children lists the direct children of pid.
 func children(pid int) []int {
 	var out []int

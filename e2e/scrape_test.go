@@ -5,27 +5,12 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// cpuTicks is the CPU time of process pid, user and system, in clock
-// ticks.
-func cpuTicks(t *testing.T, pid int) int {
-	t.Helper()
-	stat := readFile(fmt.Sprintf("/proc/%d/stat", pid))
-	fields := strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:])
-	utime, err1 := strconv.Atoi(fields[11])
-	stime, err2 := strconv.Atoi(fields[12])
-	if err1 != nil || err2 != nil {
-		t.Fatalf("/proc/%d/stat: %q", pid, stat)
-	}
-	return utime + stime
-}
 
 // TestScrapeFlood: 200 clients scraping /metrics as fast as they can, each
 // on a fresh connection (hey -c 200), never make a liveness probe miss its
@@ -61,7 +46,7 @@ func TestScrapeFlood(t *testing.T) {
 		})
 	}
 	waitFor(t, "the flood to be answered", func() (int64, bool) { return scrapes.Load(), scrapes.Load() >= 200 })
-	ticks, start := cpuTicks(t, pid), time.Now()
+	cpu, start := cpuSeconds(t, pid), time.Now()
 	var probeFails []string
 	var slowest time.Duration
 	for i := range 40 {
@@ -72,11 +57,11 @@ func TestScrapeFlood(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond) // a probe period, shortened: not a wait for an event
 	}
-	elapsed, used := time.Since(start), cpuTicks(t, pid)-ticks
+	elapsed, used := time.Since(start), cpuSeconds(t, pid)-cpu
 	close(stop)
 	wg.Wait()
-	t.Logf("flood: %d scrapes answered, %d failed; tini-hot used %d ticks of CPU in %v (%.0f%% of a CPU); 40 liveness probes, %d failed, slowest %v",
-		scrapes.Load(), failed.Load(), used, elapsed.Round(time.Millisecond), float64(used)*10/float64(elapsed.Milliseconds())*100, len(probeFails), slowest.Round(time.Millisecond))
+	t.Logf("flood: %d scrapes answered, %d failed; tini-hot used %.2fs of CPU in %v (%.0f%% of a CPU); 40 liveness probes, %d failed, slowest %v",
+		scrapes.Load(), failed.Load(), used, elapsed.Round(time.Millisecond), used/elapsed.Seconds()*100, len(probeFails), slowest.Round(time.Millisecond))
 	if len(probeFails) > 0 {
 		t.Fatalf("liveness failed under a scrape flood:\n%s", strings.Join(probeFails, "\n"))
 	}
@@ -88,8 +73,7 @@ func TestScrapeFlood(t *testing.T) {
 // scrape timed out meanwhile.
 func TestSlowlorisScrapes(t *testing.T) {
 	metricsAddr := freeAddr(t)
-	p, _ := startDemo(t, mode{"pid1", true}, "--metrics", metricsAddr)
-	_ = p
+	startDemo(t, mode{"pid1", true}, "--metrics", metricsAddr)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var opened atomic.Int64

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/procfs"
 	"github.com/tini-hot/tini-hot/upgrade"
 )
 
@@ -246,17 +245,7 @@ func TestSoak(t *testing.T) {
 	settled(t, p)
 	rss, fds, threads := rssKiB(t, pid), countDir(t, pid, "fd"), countDir(t, pid, "task")
 	anon := statusKiB(t, pid, "RssAnon")
-	cpu := func() float64 {
-		p, err := procfs.NewProc(pid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := p.Stat()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st.CPUTime()
-	}
+	cpu := func() float64 { return cpuSeconds(t, pid) }
 	cpu0 := cpu()
 	l := startLoad(url, 6, 4)
 	start := time.Now()

@@ -56,8 +56,8 @@ func New(out io.Writer) *Writer {
 // Write queues a copy of p, cut to MaxLine, or drops it when MaxQueued
 // bytes wait already. It never blocks on the output and never fails.
 func (w *Writer) Write(p []byte) (int, error) {
-	line := p
-	if len(line) > MaxLine {
+	var line []byte
+	if len(p) > MaxLine {
 		cut := fmt.Sprintf("… [%d bytes cut]\n", len(p)-MaxLine)
 		line = append(append(make([]byte, 0, MaxLine+len(cut)), p[:MaxLine]...), cut...)
 	} else {
