@@ -386,7 +386,7 @@ func (w *Watcher) settle() (retry bool) {
 		w.log.Info("watched path changed: reloading", "paths", strings.Join(changed, ", "))
 		w.onChange(changed)
 	}
-	return err != nil || w.missing
+	return w.missing // set by sync whenever a watch failed
 }
 
 // lostAll starts over after the inotify instance has stopped (its reader
