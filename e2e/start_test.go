@@ -29,12 +29,16 @@ import (
 // runs: SIGTERM is a clean shutdown, SIGHUP a reload, SIGINT and SIGQUIT
 // are forwarded to the application, as later.
 //
-// The window is made wide and certain with strace: tini-hot's first
-// bind(2) (the Go runtime's probe of IPv6, on the way to binding its
-// sockets, which it does before subscribing) is delayed by 2 s at its
-// entry, and the signal is sent while strace shows tini-hot inside it.
-// The application is sleep, which dies of a forwarded signal, or for
-// SIGHUP the demo, whose generation 2 must answer.
+// The window is made wide with strace: tini-hot's first bind(2) (the Go
+// runtime's probe of IPv6, on the way to binding its sockets, which it
+// does before subscribing) is delayed by 2 s at its entry, and the signal
+// is sent to the process of the thread strace holds there. An attempt
+// counts only when that thread is still inside bind(2) after the signal
+// was sent (/proc/TID/syscall), i.e. when the signal certainly arrived in
+// the window; on a loaded machine the test may come late, and the attempt
+// is then made again. Every attempt's exit status is checked. The
+// application is sleep, which dies of a forwarded signal, or for SIGHUP
+// the demo, whose generation 2 must answer.
 func TestSignalInStartWindow(t *testing.T) {
 	straceBin, err := exec.LookPath("strace")
 	if err != nil {
@@ -44,49 +48,89 @@ func TestSignalInStartWindow(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT} {
 		t.Run(reaper.SignalName(sig), func(t *testing.T) {
 			t.Parallel()
-			trace := filepath.Join(t.TempDir(), "strace")
-			addr := freeAddr(t)
-			app := []string{"sleep", "60"}
-			if sig == syscall.SIGHUP {
-				app = []string{demo}
-			}
-			p := startInit(t, initBin{"strace", straceBin}, mode{"traced", false}, nil,
-				append([]string{"-f", "-o", trace, "-e", "trace=bind", "-e", "inject=bind:delay_enter=2000000:when=1",
-					"unshare", "-p", "-f", "--kill-child", "--mount-proc",
-					tiniHot, "-l", "http=tcp://" + addr, "--ready", "notify", "--"}, app...)...)
-			pid := waitFor(t, "tini-hot inside bind(2)", func() (int, bool) {
-				if !strings.Contains(readFile(trace), "bind(") {
-					return 0, false
+			const attempts = 5
+			for i := 1; ; i++ {
+				if signalInStartWindow(t, straceBin, sig) {
+					return
 				}
-				for pid := range descendants(p.cmd.Process.Pid) {
-					if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err == nil && strings.HasPrefix(string(b), tiniHot+"\x00") {
-						return pid, true
-					}
+				if i == attempts {
+					t.Fatalf("%d attempts, and the signal never arrived while tini-hot was held in bind(2)", attempts)
 				}
-				return 0, false
-			})
-			if err := syscall.Kill(pid, sig); err != nil {
-				t.Fatal(err)
-			}
-			want := 128 + int(sig) // forwarded (SIGTERM: drained): sleep dies of it
-			if sig == syscall.SIGHUP {
-				// A reload once the first generation is ready: the
-				// demo answers from generation 2.
-				url := "http://" + addr + "/"
-				waitForWithin(t, time.Minute, "generation 2 to answer", func() (string, bool) {
-					body, err := get(http.DefaultClient, url)
-					return body, err == nil && strings.HasSuffix(body, "gen:2")
-				})
-				if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-					t.Fatal(err)
-				}
-				want = 0 // the demo drains and exits 0
-			}
-			if code := p.wait(); code != want {
-				t.Fatalf("%v in the start window: exit %d, want %d", sig, code, want)
+				t.Logf("attempt %d: the signal came after tini-hot's bind(2); again", i)
 			}
 		})
 	}
+}
+
+// signalInStartWindow starts tini-hot under strace, sends it sig while
+// strace holds it in bind(2), checks the exit status and reports whether
+// the signal arrived inside bind(2).
+func signalInStartWindow(t *testing.T, straceBin string, sig syscall.Signal) (inWindow bool) {
+	trace := filepath.Join(t.TempDir(), "strace")
+	addr := freeAddr(t)
+	app := []string{"sleep", "60"}
+	if sig == syscall.SIGHUP {
+		app = []string{demo}
+	}
+	p := startInit(t, initBin{"strace", straceBin}, mode{"traced", false}, nil,
+		append([]string{"-f", "-o", trace, "-e", "trace=bind", "-e", "inject=bind:delay_enter=2000000:when=1",
+			"unshare", "-p", "-f", "--kill-child", "--mount-proc",
+			tiniHot, "-l", "http=tcp://" + addr, "--ready", "notify", "--"}, app...)...)
+	// strace -f writes "TID bind(..." at the call's entry: the thread
+	// it holds. Its process is tini-hot (nothing else it runs binds).
+	// Once the process has passed its binds, the attempt came too late
+	// (the cleanup ends it). A later thread's first bind(2) is held too.
+	tid := waitFor(t, "tini-hot's first bind(2)", func() (int, bool) {
+		seen := false
+		for _, line := range strings.Split(readFile(trace), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && strings.HasPrefix(f[1], "bind(") {
+				seen = true
+				if tid, err := strconv.Atoi(f[0]); err == nil && inBind(tid) {
+					return tid, true
+				}
+			}
+		}
+		return 0, seen // 0: a bind(2) came and went
+	})
+	if tid == 0 {
+		return false
+	}
+	pid, err := strconv.Atoi(statusField(t, tid, "Tgid"))
+	if err != nil {
+		t.Fatalf("thread %d: no Tgid: %v", tid, err)
+	}
+	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline"); err != nil || !strings.HasPrefix(string(b), tiniHot+"\x00") {
+		t.Fatalf("the thread in bind(2) belongs to %q, not tini-hot", b)
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		t.Fatal(err)
+	}
+	inWindow = inBind(tid)
+	want := 128 + int(sig) // forwarded (SIGTERM: drained): sleep dies of it
+	if sig == syscall.SIGHUP {
+		// A reload once the first generation is ready: the demo
+		// answers from generation 2.
+		url := "http://" + addr + "/"
+		waitForWithin(t, time.Minute, "generation 2 to answer", func() (string, bool) {
+			body, err := get(http.DefaultClient, url)
+			return body, err == nil && strings.HasSuffix(body, "gen:2")
+		})
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		want = 0 // the demo drains and exits 0
+	}
+	if code := p.wait(); code != want {
+		t.Fatalf("%v in the start window (inside bind(2): %v): exit %d, want %d", sig, inWindow, code, want)
+	}
+	return inWindow
+}
+
+// inBind reports whether thread tid is inside bind(2): /proc/TID/syscall
+// starts with the number of the call it is in.
+func inBind(tid int) bool {
+	f := strings.Fields(readFile(fmt.Sprintf("/proc/%d/syscall", tid)))
+	return len(f) > 0 && f[0] == strconv.Itoa(syscall.SYS_BIND)
 }
 
 func init() { registerHelper("readyonfile", helperReadyOnFile) }
@@ -128,12 +172,20 @@ func helperReadyOnFile() int {
 // aa4f58b, the timer and the notice came at once and the timer often won:
 // "generation 2 not ready after 2s".
 func TestPausedSupervisor(t *testing.T) {
+	const readyTimeout = 3 * time.Second
 	dir := t.TempDir()
 	base := filepath.Join(dir, "ready")
 	p := startInit(t, th(), mode{"pid1", true}, []string{"READY_FILE=" + base},
-		append([]string{"--ready", "notify", "--ready-timeout", "2s", "--"}, helperCmd("readyonfile")...)...)
+		append([]string{"--ready", "notify", "--ready-timeout", readyTimeout.String(), "--"}, helperCmd("readyonfile")...)...)
 	p.waitGen(1, "serving")
-	for n := 2; n <= 4; n++ {
+	// An attempt counts when tini-hot was seen stopped before the ready
+	// timeout had passed: the timer could not have fired yet. On a loaded
+	// machine the stop may come later; that attempt is made again.
+	counted := 0
+	for n := 2; counted < 3; n++ {
+		if n > 10 {
+			t.Fatalf("%d attempts, %d with tini-hot stopped in time", n-2, counted)
+		}
 		reload := p.reloadAsync()
 		g := p.waitGen(n, "starting")
 		pid := p.initPid()
@@ -144,6 +196,7 @@ func TestPausedSupervisor(t *testing.T) {
 			st := statusField(t, pid, "State")
 			return st, strings.HasPrefix(st, "T")
 		})
+		inTime := time.Since(g.Started) < readyTimeout
 		if err := os.WriteFile(fmt.Sprintf("%s.%d", base, n), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -151,19 +204,25 @@ func TestPausedSupervisor(t *testing.T) {
 		// The condition is time itself: past the ready timeout, counted
 		// from the generation's start.
 		waitForWithin(t, time.Minute, "the ready timeout to pass", func() (time.Time, bool) {
-			return g.Started, time.Since(g.Started) > 2*time.Second+200*time.Millisecond
+			return g.Started, time.Since(g.Started) > readyTimeout+200*time.Millisecond
 		})
 		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
 			t.Fatal(err)
 		}
+		var a reloadResult
 		select {
-		case a := <-reload:
-			if a.code != 0 || a.out != fmt.Sprintf("generation %d serving", n) {
-				t.Fatalf("reload %d after a pause: %d %q", n, a.code, a.out)
-			}
+		case a = <-reload:
 		case <-time.After(time.Minute):
 			t.Fatalf("reload %d: no answer", n)
 		}
+		if !inTime {
+			t.Logf("generation %d: tini-hot stopped only after the ready timeout; again (reload: %d %q)", n, a.code, a.out)
+			continue
+		}
+		if a.code != 0 || a.out != fmt.Sprintf("generation %d serving", n) {
+			t.Fatalf("reload %d after a pause: %d %q", n, a.code, a.out)
+		}
+		counted++
 	}
 	p.signal(syscall.SIGTERM)
 	if code := p.wait(); code != 0 {
