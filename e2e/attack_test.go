@@ -626,13 +626,25 @@ func serveGen(ls []hotapp.Listener, opts hotapp.Options) int {
 	return 0
 }
 
-// TestListenerShutDown: a generation that shuts the shared socket down
-// as it drains stops it for the new generation too; tini-hot makes it
-// listen again at once, and every later generation serves.
+// TestListenerShutDown: a generation that shuts its listener down as it
+// drains. Shared (--shared-sockets), that stops the socket for the new
+// generation too; steered, its own slot's socket only, which the kernel
+// takes out of the reuseport group. Either way tini-hot makes it listen
+// again at once (and, steered, steers again with the group's new order),
+// and every later generation serves.
 func TestListenerShutDown(t *testing.T) {
+	for _, sm := range sockets {
+		t.Run(sm.name, func(t *testing.T) {
+			t.Parallel()
+			listenerShutDown(t, sm.flags)
+		})
+	}
+}
+
+func listenerShutDown(t *testing.T, flags []string) {
 	addr := freeAddr(t)
 	p := startInit(t, th(), mode{"pid1", true}, nil,
-		append([]string{"-l", "tcp://" + addr, "--ready", "notify", "--"}, helperCmd("shutlistener")...)...)
+		append(append(append([]string{"-l", "tcp://" + addr}, flags...), "--ready", "notify", "--"), helperCmd("shutlistener")...)...)
 	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 5 * time.Second}
 	waitFor(t, "generation 1 serving", func() (string, bool) {
 		body, err := get(c, "http://"+addr+"/")

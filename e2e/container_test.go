@@ -253,6 +253,18 @@ func TestContainer(t *testing.T) {
 		}
 		l.finish(t)
 		t.Logf("6 upgrades through podman exec under load: %d requests, %d failed", l.ok.Load(), l.failed.Load())
+		// Steered with every capability dropped, as deploy/k8s runs it:
+		// classic BPF needs none.
+		out, code := c.exec("/tini-hot", "status", "--json")
+		var st upgrade.Status
+		if err := json.Unmarshal([]byte(out), &st); code != 0 || err != nil {
+			t.Fatalf("status: %d %v %s", code, err, out)
+		}
+		for _, ls := range st.Listeners {
+			if ls.Mode != "steered" {
+				t.Errorf("listener %s: mode %q (%s), want steered with every capability dropped", ls.Name, ls.Mode, ls.Fallback)
+			}
+		}
 	})
 
 	t.Run("configmap", func(t *testing.T) {

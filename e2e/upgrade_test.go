@@ -256,10 +256,16 @@ func startLoad(url string, fresh, keepAlive int) *load {
 	return l
 }
 
-func (l *load) finish(t *testing.T) {
-	t.Helper()
+// halt stops the clients and waits for them.
+func (l *load) halt() {
 	close(l.stop)
 	l.wg.Wait()
+}
+
+// finish halts the load and fails the test if any request failed.
+func (l *load) finish(t *testing.T) {
+	t.Helper()
+	l.halt()
 	if l.failed.Load() != 0 {
 		t.Errorf("%d of %d requests failed; first errors: %q", l.failed.Load(), l.ok.Load()+l.failed.Load(), l.errs)
 	}
@@ -346,9 +352,10 @@ func TestFailedUpgrade(t *testing.T) {
 
 // TestFailedUpgradeAnswers: a new generation that serves but never passes
 // its readiness check fails its reload at --ready-timeout. Meanwhile it
-// took requests from the shared socket, as every application does before
-// it is ready; they are answered (it gets the drain signal, not SIGKILL),
-// and no client of either generation fails.
+// took requests from the shared socket (--shared-sockets: steered, a
+// generation gets none before it is ready), as every application does
+// before it is ready; they are answered (it gets the drain signal, not
+// SIGKILL), and no client of either generation fails.
 func TestFailedUpgradeAnswers(t *testing.T) {
 	dir := t.TempDir()
 	check := filepath.Join(dir, "ready.sh")
@@ -358,7 +365,7 @@ func TestFailedUpgradeAnswers(t *testing.T) {
 	addr := freeAddr(t)
 	url := "http://" + addr + "/"
 	p := startInit(t, th(), mode{"pid1", true}, nil,
-		"-l", "tcp://"+addr, "--ready", "exec:"+check, "--ready-timeout", "5s", "--", demo)
+		"-l", "tcp://"+addr, "--shared-sockets", "--ready", "exec:"+check, "--ready-timeout", "5s", "--", demo)
 	p.waitGen(1, "serving")
 	l := startLoad(url, 4, 2)
 	done := make(chan string, 1)

@@ -62,6 +62,8 @@ type generation struct {
 	// started once more. oom: the OOM killer ended its main process.
 	reload, replacing, retry, oom bool
 	drainStart                    time.Time // when it got the drain signal
+	handedOff                     time.Time // when the next one took over its slot's traffic (steered)
+	slot                          int       // its sockets' slot, noSlot if none is steered
 	deadline                      time.Time // its drain deadline, once armed
 	requested                     time.Time // when the reload it serves was asked for
 	notify                        notifier
@@ -102,7 +104,11 @@ func (g *generation) stopTimers() {
 func (s *Supervisor) start() (*generation, error) {
 	n := s.next
 	s.next++
-	g := &generation{number: n, state: stateStarting, started: s.sys.now()}
+	slot, err := s.pickSlot()
+	if err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	g := &generation{number: n, state: stateStarting, started: s.sys.now(), slot: slot}
 	ns, err := s.sys.notify(fmt.Sprintf("tini-hot/%d/%d/%d", s.self, s.sys.now().UnixNano(), n))
 	if err != nil {
 		return nil, fmt.Errorf("generation %d: %w", n, err)
@@ -111,9 +117,9 @@ func (s *Supervisor) start() (*generation, error) {
 	files := make([]int, len(s.opts.Listeners))
 	names := make([]string, len(s.opts.Listeners))
 	for i, l := range s.opts.Listeners {
-		files[i], names[i] = l.Fd(), l.Spec.Name
+		files[i], names[i] = l.SlotFd(slot), l.Spec.Name
 	}
-	env := s.env(n, "NOTIFY_SOCKET="+ns.Env())
+	env := s.env(n, append(slotEnv(slot), "NOTIFY_SOCKET="+ns.Env())...)
 	if len(files) > 0 {
 		env = append(env, "LISTEN_FDS="+strconv.Itoa(len(files)), "LISTEN_FDNAMES="+strings.Join(names, ":"))
 	}
@@ -353,6 +359,9 @@ func (s *Supervisor) ended(g *generation, e reaper.Exit) {
 			g.state = stateExited
 		}
 		s.leftovers(g)
+	}
+	if g.slot != noSlot {
+		s.steer() // its QUIC flows have nobody to go to now
 	}
 	s.forget()
 	if s.quiet() {

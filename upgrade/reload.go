@@ -204,13 +204,14 @@ func (s *Supervisor) readyAt(g *generation, at time.Time) {
 	}
 	old := s.current
 	s.current, s.upgrading = g, nil
+	s.steer() // new connections go to g from now on
 	s.counters.Succeeded++
 	// Each generation is its own process group: the terminal's
 	// foreground goes with the service.
 	if _, err := s.sys.foreground(old.pid, g.pid); err != nil {
 		s.log.Warn("terminal foreground not passed on", "generation", g.number, "err", err)
 	}
-	s.drain(old)
+	s.handOff(old)
 	for _, w := range g.waiters {
 		if w != nil && w.waitDrained && !old.exited {
 			old.drainWaiters = append(old.drainWaiters, w)

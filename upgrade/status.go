@@ -141,6 +141,11 @@ type GenerationStatus struct {
 	// the generation, or from one reaped before it was asked about; the
 	// log names their senders.
 	NoticesIgnored int `json:"notices_ignored,omitempty"`
+	// Slot is its sockets' slot when the listeners are steered
+	// (TINI_HOT_SLOT); Queued what waits in them: TCP connections not
+	// accepted yet, and 1 for UDP datagrams unread.
+	Slot   *int `json:"slot,omitempty"`
+	Queued int  `json:"queued,omitempty"`
 	// What its processes use, while its main process lives.
 	*GenerationUsage
 }
@@ -155,6 +160,12 @@ type ListenerStatus struct {
 	// the times one listened again (see listen.Guard).
 	Listening bool  `json:"listening"`
 	Restored  int64 `json:"restored,omitempty"`
+	// Mode is "steered" (a socket per slot, see SlotEnv) or "shared"
+	// (one socket for every generation: unix sockets, and TCP or UDP
+	// when the kernel refused steering, which Fallback explains).
+	Mode     string `json:"mode"`
+	Slots    int    `json:"slots,omitempty"`
+	Fallback string `json:"fallback,omitempty"`
 }
 
 // ReloadCounters count upgrades since start.
@@ -230,10 +241,18 @@ func (s *Supervisor) status() Status {
 			t := g.ended
 			gs.Ended, gs.Exit = &t, g.exit.String()
 		}
+		if g.slot != noSlot {
+			slot := g.slot
+			gs.Slot = &slot
+			if !g.exited {
+				gs.Queued = s.queued(g)
+			}
+		}
 		st.Generations = append(st.Generations, gs)
 	}
 	for _, l := range s.opts.Listeners {
-		st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Spec.Name, Address: l.Addr(), Listening: l.Listening(), Restored: l.Restored()})
+		st.Listeners = append(st.Listeners, ListenerStatus{Name: l.Spec.Name, Address: l.Addr(), Listening: l.Listening(), Restored: l.Restored(),
+			Mode: l.Mode(), Slots: l.Slots(), Fallback: l.Fallback})
 	}
 	return st
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/launch"
+	"github.com/tini-hot/tini-hot/internal/listen"
 	"github.com/tini-hot/tini-hot/internal/proctree"
 	"github.com/tini-hot/tini-hot/internal/usage"
 	"github.com/tini-hot/tini-hot/reaper"
@@ -56,6 +57,9 @@ type sys struct {
 	// does nothing. anon reads tini-hot's own anonymous resident memory.
 	release func()
 	anon    func() (uint64, error)
+	// holders lists the processes other than tini-hot that have a
+	// socket of inodes open (listen.Holders).
+	holders func(inodes []uint64) []int
 }
 
 // procs is a snapshot of the process table.
@@ -154,7 +158,8 @@ func osSys(self int, init bool, c *usage.Container) sys {
 				}()
 			}
 		},
-		anon: usage.OwnAnon,
+		anon:    usage.OwnAnon,
+		holders: listen.Holders,
 	}
 }
 

@@ -90,6 +90,17 @@ const softMemoryLimit = 8 << 20
 // need later (see supervise).
 const settleAfter = 5 * time.Millisecond
 
+// socketSlots is how many sockets each TCP and UDP listener binds, one
+// per generation that can be alive at once: the serving one, an
+// upgrading one, --max-draining old ones and a failed one being stopped.
+// 1 (shared) with --shared-sockets.
+func socketSlots(cfg *cli.Config) int {
+	if cfg.SharedSockets {
+		return 1
+	}
+	return cfg.Supervisor.MaxDraining + 3
+}
+
 // supervise is tini-hot as init.
 func supervise(cfg *cli.Config, stderr io.Writer) int {
 	// The log pipe can stall (its reader stuck): lines are queued and
@@ -124,9 +135,12 @@ func supervise(cfg *cli.Config, stderr io.Writer) int {
 		}
 	}()
 	for _, spec := range cfg.Listen {
-		l, err := listen.Bind(spec)
+		l, err := listen.Bind(spec, socketSlots(cfg))
 		if err != nil {
 			return fail(err)
+		}
+		if l.Fallback != "" {
+			log.Warn("listener shared by every generation, not steered: the kernel refused the steering program", "listener", spec.Name, "err", l.Fallback)
 		}
 		listeners = append(listeners, l)
 	}

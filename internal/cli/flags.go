@@ -42,7 +42,10 @@ type Config struct {
 	Remap        exitCodes
 	PdeathSignal unix.Signal
 	Listen       []listen.Spec
-	Control      string
+	// SharedSockets turns steering off: one socket per listener for
+	// every generation.
+	SharedSockets bool
+	Control       string
 	// Metrics is the address of the Prometheus endpoint, "" for none.
 	Metrics string
 	// Watch are the paths whose changes reload; WatchDebounce the quiet
@@ -93,6 +96,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	fs.VarP(&signalValue{sig: &cfg.PdeathSignal}, "pdeath-signal", "p", "send tini-hot `SIGNAL` when its parent dies, e.g. SIGKILL")
 	fs.Var(positive(&o.KillTimeout), "kill-timeout", "after the child exits, time from SIGTERM to SIGKILL for processes it left")
 	fs.VarP(&listenValue{specs: &cfg.Listen}, "listen", "l", "bind `[NAME=]URL` and hand it to every generation (tcp://, tcp4://, tcp6://, udp://, unix://; repeatable)")
+	fs.BoolVar(&cfg.SharedSockets, "shared-sockets", false, "hand every generation the same TCP and UDP sockets, unsteered: new connections may reach any live generation (default: a socket per generation, steered to the serving one)")
 	fs.Var(&readyValue{r: &o.Ready}, "ready", "when a new generation is ready: notify, delay:DURATION or exec:COMMAND")
 	fs.Var(positive(&o.ReadyTimeout), "ready-timeout", "a new generation not ready in time fails the reload; it is drained, and killed at --drain-timeout")
 	fs.Var(&signalValue{sig: &o.DrainSignal}, "drain-signal", "`SIGNAL` that tells an old generation to finish its requests and exit")

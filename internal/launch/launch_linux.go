@@ -77,7 +77,7 @@ func Start(spec Spec) (int, error) {
 	// give it, and no fd beyond 0-2 (see CloseInherited). A command not
 	// found or not executable goes through the trampoline, which reports
 	// it with the shell's statuses, 127 and 126.
-	if len(spec.Fds) == 0 && spec.Signals == (SignalState{}) {
+	if len(spec.Fds) == 0 && spec.Signals == (SignalState{}) && inherited.Ignored == 0 {
 		if path, ok := lookPath(spec.Argv[0], spec.Env); ok {
 			if pid, err := forkExec(path, spec.Argv, attr); err == nil {
 				return pid, nil

@@ -38,19 +38,27 @@ func Guard(ls []*Listener, log *slog.Logger) (*Guarded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listener guard: %w", err)
 	}
-	g := &Guarded{ls: ls, log: log, done: make(chan struct{})}
-	for i, l := range ls {
+	g := &Guarded{log: log, done: make(chan struct{})}
+	for _, l := range ls {
 		if l.Spec.datagram() {
 			continue
 		}
-		// Hang-ups only: epoll reports EPOLLHUP (a TCP socket no longer
-		// listening, a unix one shut down both ways) and errors whatever
-		// the mask, and EPOLLRDHUP is a unix socket shut down for
-		// reading. Never EPOLLIN: each connection would wake tini-hot.
-		ev := unix.EpollEvent{Events: unix.EPOLLRDHUP, Fd: int32(i)}
-		if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, l.fd, &ev); err != nil {
-			unix.Close(ep)
-			return nil, fmt.Errorf("listener guard: %s: %w", l.Spec, err)
+		fds := []int{l.fd}
+		if l.group != nil {
+			fds = l.group.fds
+		}
+		for slot, fd := range fds {
+			// Hang-ups only: epoll reports EPOLLHUP (a TCP socket no
+			// longer listening, a unix one shut down both ways) and
+			// errors whatever the mask, and EPOLLRDHUP is a unix socket
+			// shut down for reading. Never EPOLLIN: each connection
+			// would wake tini-hot.
+			ev := unix.EpollEvent{Events: unix.EPOLLRDHUP, Fd: int32(len(g.socks))}
+			if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+				unix.Close(ep)
+				return nil, fmt.Errorf("listener guard: %s: %w", l.Spec, err)
+			}
+			g.socks = append(g.socks, guardedSock{l, slot, fd})
 		}
 	}
 	if err := unix.SetNonblock(ep, true); err != nil {
@@ -70,14 +78,21 @@ func Guard(ls []*Listener, log *slog.Logger) (*Guarded, error) {
 	return g, nil
 }
 
+// guardedSock is one socket Guard watches: a shared listener's, or a slot's.
+type guardedSock struct {
+	l    *Listener
+	slot int
+	fd   int
+}
+
 // Guarded is a running Guard.
 type Guarded struct {
-	ls   []*Listener
-	log  *slog.Logger
-	f    *os.File
-	done chan struct{}
-	once sync.Once
-	wg   sync.WaitGroup
+	socks []guardedSock
+	log   *slog.Logger
+	f     *os.File
+	done  chan struct{}
+	once  sync.Once
+	wg    sync.WaitGroup
 	// wakes counts the waits that returned: hang-ups, never connections.
 	wakes atomic.Int64
 }
@@ -93,7 +108,7 @@ func (g *Guarded) Close() {
 
 func (g *Guarded) run(rc syscall.RawConn) {
 	defer g.wg.Done()
-	events := make([]unix.EpollEvent, len(g.ls))
+	events := make([]unix.EpollEvent, max(len(g.socks), 1))
 	for {
 		var n int
 		var werr error
@@ -117,42 +132,55 @@ func (g *Guarded) run(rc syscall.RawConn) {
 	}
 }
 
-// restore makes listener i listen again, or reports that it cannot.
+// restore makes socket i listen again, or reports that it cannot.
 func (g *Guarded) restore(i int) {
-	l := g.ls[i]
-	if l.Listening() {
+	sock := g.socks[i]
+	l := sock.l
+	if listening(sock.fd, false) {
 		return // the hang-up was cleared already
 	}
+	args := []any{"listener", l.Spec.Name, "address", l.addr}
+	what := "the shared socket"
+	if l.group != nil {
+		what = "its socket"
+		args = append(args, "slot", sock.slot)
+		l.group.mu.Lock()
+		defer l.group.mu.Unlock()
+		l.group.left(sock.slot)
+	}
 	if l.Spec.Network == "unix" {
-		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket); a unix socket cannot listen again: connections are refused until the container restarts",
-			"listener", l.Spec.Name, "address", l.addr)
-		g.forget(l)
+		g.log.Error("listener shut down by a process of the application (shutdown(2) on "+what+"); a unix socket cannot listen again: connections are refused until the container restarts", args...)
+		g.forget(sock.fd)
 		return
 	}
-	if err := unix.Listen(l.fd, relistenBacklog); err != nil {
-		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket), and it cannot listen again: connections are refused",
-			"listener", l.Spec.Name, "address", l.addr, "err", err)
-		g.forget(l)
-		return
-	}
-	if after, err := syscall.Getsockname(l.fd); err != nil || !sameAddr(l.sa, after) {
-		// A port the kernel chose (port 0) is given up with the
-		// listening state, and listen(2) chose another.
-		l.restored.Add(1)
-		g.log.Error("listener shut down by a process of the application (shutdown(2) on the shared socket); it listens again, on another port",
-			"listener", l.Spec.Name, "address", l.addr, "now", fmt.Sprint(after))
+	if err := unix.Listen(sock.fd, relistenBacklog); err != nil {
+		g.log.Error("listener shut down by a process of the application (shutdown(2) on "+what+"), and it cannot listen again: connections are refused", append(args, "err", err)...)
+		g.forget(sock.fd)
 		return
 	}
 	l.restored.Add(1)
-	g.log.Warn("listener shut down by a process of the application (shutdown(2) on the shared socket); listening again",
-		"listener", l.Spec.Name, "address", l.addr)
+	if l.group != nil {
+		// It joined the kernel's group again, last: the program's
+		// indexes change.
+		l.group.joined(sock.slot)
+		if err := l.group.steer(l.group.serving, l.group.live, l.Spec.Flows == FlowsQUIC); err != nil {
+			g.log.Error("listener shut down and listening again, but not steered", append(args, "err", err)...)
+		}
+	}
+	if after, err := syscall.Getsockname(sock.fd); err != nil || !sameAddr(l.sa, after) {
+		// A port the kernel chose (port 0) is given up with the
+		// listening state, and listen(2) chose another.
+		g.log.Error("listener shut down by a process of the application (shutdown(2) on "+what+"); it listens again, on another port", append(args, "now", fmt.Sprint(after))...)
+		return
+	}
+	g.log.Warn("listener shut down by a process of the application (shutdown(2) on "+what+"); listening again", args...)
 }
 
-// forget stops watching l: its hang-up stays, and would be reported at
+// forget stops watching the socket sock: its hang-up stays, and would be reported at
 // every wait.
-func (g *Guarded) forget(l *Listener) {
+func (g *Guarded) forget(sock int) {
 	if rc, err := g.f.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) { _ = unix.EpollCtl(int(fd), unix.EPOLL_CTL_DEL, l.fd, nil) })
+		_ = rc.Control(func(fd uintptr) { _ = unix.EpollCtl(int(fd), unix.EPOLL_CTL_DEL, sock, nil) })
 	}
 }
 

@@ -21,7 +21,7 @@ func guarded(t *testing.T, spec string) (*Listener, *Guarded, *syncbuf.Buffer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := Bind(s)
+	l, err := Bind(s, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func freeAddr(t *testing.T) string {
 func TestGuardRelistens(t *testing.T) {
 	// Unguarded, the socket stays shut: what the guard is for.
 	s, _ := Parse("tcp://" + freeAddr(t))
-	bare, err := Bind(s)
+	bare, err := Bind(s, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,14 @@ type Spec struct {
 	Network string
 	// Address is host:port, or a socket path for unix.
 	Address string
+	// Flows is FlowsQUIC for a UDP listener whose datagrams are steered by
+	// their QUIC connection ID (?flows=quic), empty otherwise.
+	Flows string
 }
+
+// FlowsQUIC is the value of the listener option flows= that steers a UDP
+// listener's datagrams by their QUIC header (see internal/steer).
+const FlowsQUIC = "quic"
 
 // DefaultName is the LISTEN_FDNAMES entry of an unnamed listener,
 // as systemd writes it.
@@ -43,6 +50,9 @@ func (s Spec) datagram() bool {
 func (s Spec) String() string {
 	if s.Network == "unix" {
 		return "unix://" + s.Address
+	}
+	if s.Flows != "" {
+		return s.Network + "://" + s.Address + "?flows=" + s.Flows
 	}
 	return s.Network + "://" + s.Address
 }
@@ -70,7 +80,8 @@ func validName(name string) bool {
 const MaxSocketPath = 107
 
 // Parse reads [NAME=]URL: tcp://HOST:PORT, tcp4://..., tcp6://[::]:PORT,
-// udp://HOST:PORT (also udp4, udp6) or unix:///path/app.sock.
+// udp://HOST:PORT (also udp4, udp6), with the option ?flows=quic, or
+// unix:///path/app.sock.
 func Parse(s string) (Spec, error) {
 	var spec Spec
 	raw := s
@@ -93,10 +104,16 @@ func Parse(s string) (Spec, error) {
 		}
 		return spec, fmt.Errorf("listen %q: want %s://HOST:PORT (with \"//\" after the scheme)", s, u.Scheme)
 	}
-	if u.User != nil || u.RawQuery != "" || u.Fragment != "" {
-		return spec, fmt.Errorf("listen %q: want SCHEME://ADDRESS without user, query or fragment", s)
+	if u.User != nil || u.Fragment != "" {
+		return spec, fmt.Errorf("listen %q: want SCHEME://ADDRESS without user or fragment", s)
 	}
 	spec.Network = u.Scheme
+	if u.RawQuery != "" {
+		if u.RawQuery != "flows="+FlowsQUIC || !spec.datagram() {
+			return spec, fmt.Errorf("listen %q: the only option is flows=quic, for udp://, udp4:// and udp6://", s)
+		}
+		spec.Flows = FlowsQUIC
+	}
 	switch u.Scheme {
 	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
 		if u.Path != "" {
@@ -147,24 +164,44 @@ type Listener struct {
 	sa   syscall.Sockaddr // the address bound, as the kernel gave it (see sameAddr)
 	// restored counts the times Guard made the socket listen again.
 	restored atomic.Int64
+	// group is the reuseport group of a steered listener, nil for a
+	// shared one; fd is then slot 0's socket.
+	group *group
+	// Fallback says why a listener meant to be steered is shared.
+	Fallback string
 }
 
 // Restored is how many times [Guard] made the socket listen again after
 // a generation shut it down.
 func (l *Listener) Restored() int64 { return l.restored.Load() }
 
-// Listening reports whether a stream socket is listening and not shut
-// down; a UDP socket is not checked and reports true.
+// Listening reports whether a stream listener's sockets are listening
+// and not shut down; a UDP listener is not checked and reports true.
 func (l *Listener) Listening() bool {
-	if l.Spec.datagram() {
+	fds := []int{l.fd}
+	if l.group != nil {
+		fds = l.group.fds
+	}
+	for _, fd := range fds {
+		if !listening(fd, l.Spec.datagram()) {
+			return false
+		}
+	}
+	return true
+}
+
+// listening reports whether the stream socket fd listens and is not shut
+// down; a datagram socket reports true.
+func listening(fd int, datagram bool) bool {
+	if datagram {
 		return true
 	}
-	if on, err := unix.GetsockoptInt(l.fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || on != 1 {
+	if on, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN); err != nil || on != 1 {
 		return false
 	}
 	// A unix socket shut down keeps its listening state, and says
 	// hang-up.
-	fds := []unix.PollFd{{Fd: int32(l.fd), Events: unix.POLLRDHUP}}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLRDHUP}}
 	n, err := unix.Poll(fds, 0)
 	return err == nil && (n == 0 || fds[0].Revents&(unix.POLLHUP|unix.POLLRDHUP|unix.POLLERR) == 0)
 }
@@ -178,7 +215,37 @@ func (l *Listener) Addr() string { return l.addr }
 
 // Bind binds spec. A stale unix socket file left by an earlier run is
 // replaced; any other file at the path is an error.
-func Bind(spec Spec) (*Listener, error) {
+//
+// With slots above 1, a TCP or UDP spec gets a reuseport group of that
+// many sockets, steered (see [Listener.Steer]); if the kernel refuses
+// the steering program (before Linux 4.6, or a filter denied), it gets
+// one shared socket on the same address, and Fallback says why.
+func Bind(spec Spec, slots int) (*Listener, error) {
+	if slots > 1 && spec.Network != "unix" {
+		g, bound, err := bindGroup(spec, min(slots, MaxSlots))
+		var refused *steerRefused
+		switch {
+		case err == nil:
+			return &Listener{Spec: spec, fd: g.fds[0], group: g, addr: urlOf(spec, bound), sa: sockname(g.fds[0])}, nil
+		case errors.As(err, &refused):
+			// The same address, now with its port: one socket.
+			shared := spec
+			shared.Address = refused.bound.String()
+			l, err := bindShared(shared)
+			if err != nil {
+				return nil, err
+			}
+			l.Spec, l.Fallback = spec, refused.err.Error()
+			return l, nil
+		default:
+			return nil, err
+		}
+	}
+	return bindShared(spec)
+}
+
+// bindShared binds spec's one socket.
+func bindShared(spec Spec) (*Listener, error) {
 	var (
 		conn interface {
 			SyscallConn() (syscall.RawConn, error)
@@ -214,29 +281,31 @@ func Bind(spec Spec) (*Listener, error) {
 		return nil, fmt.Errorf("listen %s: %w", spec, err)
 	}
 	defer conn.Close() // the duplicate keeps the socket
-	// Duplicate through RawConn, not File().Fd(): Fd would switch the
-	// shared description to blocking mode (see Listener).
-	raw, err := conn.SyscallConn()
+	fd, err := dupConn(conn)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", spec, err)
 	}
-	fd := -1
-	cerr := raw.Control(func(s uintptr) {
-		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
-	})
-	if cerr != nil {
-		err = cerr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listen %s: duplicate: %w", spec, err)
-	}
-	addr := Spec{Network: spec.Network, Address: bound.String()}.String()
-	sa, _ := syscall.Getsockname(fd) // nil only if the socket is gone: Guard then reports any address as changed
-	return &Listener{Spec: spec, fd: fd, addr: addr, sa: sa}, nil
+	return &Listener{Spec: spec, fd: fd, addr: urlOf(spec, bound), sa: sockname(fd)}, nil
 }
 
-// Close closes the socket and removes a unix socket's file.
+// urlOf is the URL form of spec with the address the kernel bound.
+func urlOf(spec Spec, bound net.Addr) string {
+	return Spec{Network: spec.Network, Address: bound.String()}.String()
+}
+
+// sockname is fd's address; nil only if the socket is gone: Guard then
+// reports any address as changed.
+func sockname(fd int) syscall.Sockaddr {
+	sa, _ := syscall.Getsockname(fd)
+	return sa
+}
+
+// Close closes the sockets and removes a unix socket's file.
 func (l *Listener) Close() error {
+	if l.group != nil {
+		l.group.close()
+		return nil
+	}
 	err := unix.Close(l.fd)
 	if l.Spec.Network == "unix" {
 		if rerr := os.Remove(l.Spec.Address); rerr != nil && !errors.Is(rerr, os.ErrNotExist) && err == nil {

@@ -13,14 +13,15 @@ import (
 
 func TestParse(t *testing.T) {
 	good := map[string]Spec{
-		"tcp://:8080":               {DefaultName, "tcp", ":8080"},
-		"http=tcp://127.0.0.1:80":   {"http", "tcp", "127.0.0.1:80"},
-		"tcp4://0.0.0.0:80":         {DefaultName, "tcp4", "0.0.0.0:80"},
-		"tcp6://[::]:8080":          {DefaultName, "tcp6", "[::]:8080"},
-		"dns=udp://:5353":           {"dns", "udp", ":5353"},
-		"unix:///run/app.sock":      {DefaultName, "unix", "/run/app.sock"},
-		"sock=unix:///tmp/a=b.sock": {"sock", "unix", "/tmp/a=b.sock"},
-		"tcp://localhost:0":         {DefaultName, "tcp", "localhost:0"},
+		"tcp://:8080":               {Name: DefaultName, Network: "tcp", Address: ":8080"},
+		"http=tcp://127.0.0.1:80":   {Name: "http", Network: "tcp", Address: "127.0.0.1:80"},
+		"tcp4://0.0.0.0:80":         {Name: DefaultName, Network: "tcp4", Address: "0.0.0.0:80"},
+		"tcp6://[::]:8080":          {Name: DefaultName, Network: "tcp6", Address: "[::]:8080"},
+		"dns=udp://:5353":           {Name: "dns", Network: "udp", Address: ":5353"},
+		"unix:///run/app.sock":      {Name: DefaultName, Network: "unix", Address: "/run/app.sock"},
+		"sock=unix:///tmp/a=b.sock": {Name: "sock", Network: "unix", Address: "/tmp/a=b.sock"},
+		"tcp://localhost:0":         {Name: DefaultName, Network: "tcp", Address: "localhost:0"},
+		"h3=udp://:443?flows=quic":  {Name: "h3", Network: "udp", Address: ":443", Flows: FlowsQUIC},
 	}
 	for in, want := range good {
 		got, err := Parse(in)
@@ -29,7 +30,7 @@ func TestParse(t *testing.T) {
 		}
 	}
 	bad := []string{"", ":8080", "8080", "tcp://", "tcp://:99999", "tcp://:http", "tcp://:-1", "tcp://host",
-		"http://:80", "unix://", "unix://host/path", "tcp://:80/x", "tcp://u@:80", "tcp://:80?x=1",
+		"http://:80", "unix://", "unix://host/path", "tcp://:80/x", "tcp://u@:80", "tcp://:80?x=1", "tcp://:80?flows=quic", "udp://:80?flows=x", "udp://:80?flows=quic&x=1", "unix:///a?flows=quic",
 		"a:b=tcp://:80", "=tcp://:80", "tcp://:080"}
 	for _, in := range bad {
 		if got, err := Parse(in); err == nil {
@@ -73,7 +74,7 @@ func TestParseListenMessages(t *testing.T) {
 }
 
 func TestBindTCPAndUnix(t *testing.T) {
-	l, err := Bind(Spec{Name: "x", Network: "tcp", Address: "127.0.0.1:0"})
+	l, err := Bind(Spec{Name: "x", Network: "tcp", Address: "127.0.0.1:0"}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,12 +104,12 @@ func TestBindTCPAndUnix(t *testing.T) {
 	fl.Close()
 
 	path := filepath.Join(t.TempDir(), "app.sock")
-	u, err := Bind(Spec{Name: "u", Network: "unix", Address: path})
+	u, err := Bind(Spec{Name: "u", Network: "unix", Address: path}, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Binding the same path again while it is held fails.
-	if _, err := Bind(u.Spec); err == nil {
+	if _, err := Bind(u.Spec, 1); err == nil {
 		t.Fatal("second bind of a held unix socket succeeded")
 	}
 	u.Close()
@@ -123,7 +124,7 @@ func TestBindInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	_, err = Bind(Spec{Network: "tcp", Address: held.Addr().String()})
+	_, err = Bind(Spec{Network: "tcp", Address: held.Addr().String()}, 1)
 	if err == nil || !strings.Contains(err.Error(), held.Addr().String()) {
 		t.Fatalf("Bind of a port in use: %v, want an error naming the address", err)
 	}
