@@ -26,20 +26,29 @@ func wrk(url string, d time.Duration) (float64, error) {
 }
 
 // dataPathTable compares the demo bound alone with the demo behind
-// tini-hot -l, interleaved, 3 times each.
+// tini-hot -l, steered (the default) and with --shared-sockets,
+// interleaved, 3 times each.
 func dataPathTable(b bins, d time.Duration) string {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return "wrk is not installed (Debian package wrk): no data-path figures.\n"
 	}
-	var alone, behind []float64
+	kinds := []struct {
+		name  string
+		flags []string // nil: alone
+	}{
+		{"demo alone", nil},
+		{"behind tini-hot, steered", []string{}},
+		{"behind tini-hot, --shared-sockets", []string{"--shared-sockets"}},
+	}
+	rates := make([][]float64, len(kinds))
 	var errs []string
 	for range 3 {
-		for _, behindTiniHot := range []bool{false, true} {
+		for k, kind := range kinds {
 			addr := freeAddr()
 			var stop func()
-			if behindTiniHot {
+			if kind.flags != nil {
 				dir, _ := os.MkdirTemp("", "tini-hot-bench-")
-				srv, err := startTiniHot("demo")(b, addr, dir)
+				srv, err := startTiniHotWith("demo", kind.flags)(b, addr, dir)
 				if err != nil {
 					errs = append(errs, err.Error())
 					continue
@@ -62,20 +71,28 @@ func dataPathTable(b bins, d time.Duration) string {
 				errs = append(errs, err.Error())
 				continue
 			}
-			if behindTiniHot {
-				behind = append(behind, rate)
-			} else {
-				alone = append(alone, rate)
-			}
+			rates[k] = append(rates[k], rate)
 		}
 	}
 	var t strings.Builder
-	fmt.Fprintf(&t, "`wrk -t2 -c32 -d%v` against the demo, bound by itself and behind `tini-hot -l`, interleaved, 3 runs each. tini-hot holds the socket and is not on the data path: the ratio shows only the machine's noise.\n\n", d)
-	t.WriteString("| run | demo alone (req/s) | behind tini-hot (req/s) |\n|---|---:|---:|\n")
-	for i := range max(len(alone), len(behind)) {
-		fmt.Fprintf(&t, "| %d | %s | %s |\n", i+1, at(alone, i), at(behind, i))
+	fmt.Fprintf(&t, "`wrk -t2 -c32 -d%v` against the demo, bound by itself and behind `tini-hot -l`, steered (a socket per generation, a classic BPF program choosing the serving one: docs/STEERING.md) and with `--shared-sockets`, interleaved, 3 runs each. tini-hot holds the sockets and is not on the data path: the ratios show only the machine's noise.\n\n", d)
+	t.WriteString("| run |")
+	for _, kind := range kinds {
+		fmt.Fprintf(&t, " %s (req/s) |", kind.name)
 	}
-	fmt.Fprintf(&t, "| mean | %.0f | %.0f |\n\nRatio behind/alone: **%.3f**\n", mean(alone), mean(behind), mean(behind)/mean(alone))
+	t.WriteString("\n|---|" + strings.Repeat("---:|", len(kinds)) + "\n")
+	for i := range 3 {
+		fmt.Fprintf(&t, "| %d |", i+1)
+		for k := range kinds {
+			fmt.Fprintf(&t, " %s |", at(rates[k], i))
+		}
+		t.WriteString("\n")
+	}
+	t.WriteString("| mean |")
+	for k := range kinds {
+		fmt.Fprintf(&t, " %.0f |", mean(rates[k]))
+	}
+	fmt.Fprintf(&t, "\n\nRatio behind/alone: steered **%.3f**, shared **%.3f**\n", mean(rates[1])/mean(rates[0]), mean(rates[2])/mean(rates[0]))
 	for _, e := range errs {
 		fmt.Fprintf(&t, "\nerror: %s\n", e)
 	}
