@@ -248,26 +248,21 @@ func selfSigned(t *testing.T) (cert, key string) {
 // control: the new generation reads the old one's packets.
 func TestQUICFlows(t *testing.T) {
 	cert, key := selfSigned(t)
-	results := map[string]string{}
-	var mu sync.Mutex
-	t.Cleanup(func() { t.Logf("QUIC, 20 upgrades: %v", results) })
-	for _, sm := range sockets {
-		t.Run(sm.name, func(t *testing.T) {
-			t.Parallel()
-			addr := freeAddr(t)
-			listen := "h3=udp://" + addr + "?flows=quic"
-			if sm.name == "shared" {
-				listen = "h3=udp://" + addr
-			}
-			args := append(append([]string{"-l", listen, "--ready", "notify", "--drain-timeout", "20s"}, sm.flags...), "--")
-			p := startInit(t, th(), mode{"pid1", true}, []string{"QUIC_CERT=" + cert, "QUIC_KEY=" + key}, append(args, helperCmd("quicserver")...)...)
-			p.waitGen(1, "serving")
-			q := &quicTally{}
-			stop := make(chan struct{})
-			var wg sync.WaitGroup
-			// 50 long-lived connections: each moves to a new one after a
-			// bye, until the end.
-			for range 50 {
+	bySockets(t, "QUIC, 20 upgrades", func(t *testing.T, name string, flags []string) string {
+		addr := freeAddr(t)
+		listen := "h3=udp://" + addr + "?flows=quic"
+		if name == "shared" {
+			listen = "h3=udp://" + addr
+		}
+		args := append(append([]string{"-l", listen, "--ready", "notify", "--drain-timeout", "20s"}, flags...), "--")
+		p := startInit(t, th(), mode{"pid1", true}, []string{"QUIC_CERT=" + cert, "QUIC_KEY=" + key}, append(args, helperCmd("quicserver")...)...)
+		p.waitGen(1, "serving")
+		q := &quicTally{}
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		// clients runs n clients, each calling conn until stop.
+		clients := func(n int, conn func()) {
+			for range n {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
@@ -277,58 +272,48 @@ func TestQUICFlows(t *testing.T) {
 							return
 						default:
 						}
-						before := q.failed.Load()
-						quicConn(addr, q, 10*time.Millisecond, 0, stop)
-						if q.failed.Load() != before {
-							time.Sleep(100 * time.Millisecond) // after a failure, not in a loop
-						}
+						conn()
 					}
 				}()
 			}
-			// New connections throughout: 3 requests each.
-			for range 4 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						select {
-						case <-stop:
-							return
-						default:
-						}
-						quicConn(addr, q, 0, 3, stop)
-					}
-				}()
-			}
-			for i := 2; i <= 21; i++ {
-				// Each generation serves a while: 500 requests.
-				from := q.requests.Load()
-				waitFor(t, "500 requests", func() (int64, bool) { n := q.requests.Load() - from; return n, n >= 500 })
-				if out, code := p.reloadWithin(2 * time.Minute); code != 0 {
-					close(stop)
-					wg.Wait()
-					t.Fatalf("upgrade %d: %d %s", i, code, out)
-				}
-			}
-			settled(t, p)
-			close(stop)
-			wg.Wait()
-			res := fmt.Sprintf("%d connections, %d requests, %d failed (%d answered by another generation), %d moved after a bye",
-				q.conns.Load(), q.requests.Load(), q.failed.Load(), q.wrongGen.Load(), q.byes.Load())
-			mu.Lock()
-			results[sm.name] = res
-			mu.Unlock()
-			t.Logf("%s sockets: %s; first errors: %q", sm.name, res, q.errs)
-			if st := p.status(); st.Listeners[0].Mode != map[string]string{"steered": "steered", "shared": "shared"}[sm.name] {
-				t.Errorf("listener mode %q", st.Listeners[0].Mode)
-			}
-			if sm.name == "steered" && (q.failed.Load() != 0 || q.requests.Load() == 0) {
-				t.Fatalf("%s, want none failed", res)
-			}
-			p.signal(syscall.SIGTERM)
-			if code := p.wait(); code != 0 {
-				t.Errorf("exit %d", code)
+		}
+		// 50 long-lived connections: each moves to a new one after a
+		// bye, until the end.
+		clients(50, func() {
+			before := q.failed.Load()
+			quicConn(addr, q, 10*time.Millisecond, 0, stop)
+			if q.failed.Load() != before {
+				time.Sleep(100 * time.Millisecond) // after a failure, not in a loop
 			}
 		})
-	}
+		// New connections throughout: 3 requests each.
+		clients(4, func() { quicConn(addr, q, 0, 3, stop) })
+		for i := 2; i <= 21; i++ {
+			// Each generation serves a while: 500 requests.
+			from := q.requests.Load()
+			waitFor(t, "500 requests", func() (int64, bool) { n := q.requests.Load() - from; return n, n >= 500 })
+			if out, code := p.reloadWithin(2 * time.Minute); code != 0 {
+				close(stop)
+				wg.Wait()
+				t.Fatalf("upgrade %d: %d %s", i, code, out)
+			}
+		}
+		settled(t, p)
+		close(stop)
+		wg.Wait()
+		res := fmt.Sprintf("%d connections, %d requests, %d failed (%d answered by another generation), %d moved after a bye",
+			q.conns.Load(), q.requests.Load(), q.failed.Load(), q.wrongGen.Load(), q.byes.Load())
+		t.Logf("%s sockets: %s; first errors: %q", name, res, q.errs)
+		if st := p.status(); st.Listeners[0].Mode != name {
+			t.Errorf("listener mode %q, want %s", st.Listeners[0].Mode, name)
+		}
+		if name == "steered" && (q.failed.Load() != 0 || q.requests.Load() == 0) {
+			t.Fatalf("%s, want none failed", res)
+		}
+		p.signal(syscall.SIGTERM)
+		if code := p.wait(); code != 0 {
+			t.Errorf("exit %d", code)
+		}
+		return res
+	})
 }

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -26,6 +25,26 @@ var sockets = []struct {
 }{
 	{"steered", nil},
 	{"shared", []string{"--shared-sockets"}},
+}
+
+// bySockets runs run once per way of handing sockets over, in parallel,
+// and logs what each returned side by side once both are done: the
+// steered figures beside their control.
+func bySockets(t *testing.T, title string, run func(t *testing.T, name string, flags []string) string) {
+	var (
+		mu      sync.Mutex
+		results = map[string]string{}
+	)
+	t.Cleanup(func() { t.Logf("%s: %v", title, results) })
+	for _, sm := range sockets {
+		t.Run(sm.name, func(t *testing.T) {
+			t.Parallel()
+			res := run(t, sm.name, sm.flags)
+			mu.Lock()
+			results[sm.name] = res
+			mu.Unlock()
+		})
+	}
 }
 
 func init() { registerHelper("escaper", helperEscaper) }
@@ -232,41 +251,31 @@ func TestDrainWaitsForQueue(t *testing.T) {
 // must not.
 func TestGunicornReloads(t *testing.T) {
 	gunicorn, testdata := needGunicorn(t)
-	results := map[string]string{}
-	var mu sync.Mutex
-	t.Cleanup(func() { t.Logf("gunicorn, 40 reloads under load: %v", results) })
-	for _, sm := range sockets {
-		t.Run(sm.name, func(t *testing.T) {
-			t.Parallel()
-			addr := freeAddr(t)
-			url := "http://" + addr + "/"
-			args := append(append([]string{"-l", "http=tcp://" + addr, "--ready", "notify"}, sm.flags...),
-				"--", gunicorn, "--chdir", testdata, "-w", "2", "wsgiapp:app")
-			p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil, args...)
-			waitFor(t, "gunicorn to answer", func() (string, bool) {
-				body, err := get(http.DefaultClient, url)
-				return body, err == nil
-			})
-			l := startLoad(url, 4, 4)
-			var reloads atomic.Int64
-			for i := 2; i <= 41; i++ {
-				out, code := p.reloadWithin(2 * time.Minute)
-				if code != 0 || out != fmt.Sprintf("generation %d serving", i) {
-					l.halt()
-					t.Fatalf("reload %d: status %d: %s", i, code, out)
-				}
-				reloads.Add(1)
-			}
-			settled(t, p)
-			l.halt()
-			total, failed := l.ok.Load()+l.failed.Load(), l.failed.Load()
-			mu.Lock()
-			results[sm.name] = fmt.Sprintf("%d reloads, %d requests, %d failed", reloads.Load(), total, failed)
-			mu.Unlock()
-			t.Logf("%s sockets: %d reloads, %d requests, %d failed; first errors: %q", sm.name, reloads.Load(), total, failed, l.errs)
-			if sm.name == "steered" && failed != 0 {
-				t.Fatalf("%d of %d requests failed, want 0", failed, total)
-			}
+	bySockets(t, "gunicorn, 40 reloads under load", func(t *testing.T, name string, flags []string) string {
+		addr := freeAddr(t)
+		url := "http://" + addr + "/"
+		args := append(append([]string{"-l", "http=tcp://" + addr, "--ready", "notify"}, flags...),
+			"--", gunicorn, "--chdir", testdata, "-w", "2", "wsgiapp:app")
+		p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil, args...)
+		waitFor(t, "gunicorn to answer", func() (string, bool) {
+			body, err := get(http.DefaultClient, url)
+			return body, err == nil
 		})
-	}
+		l := startLoad(url, 4, 4)
+		for i := 2; i <= 41; i++ {
+			out, code := p.reloadWithin(2 * time.Minute)
+			if code != 0 || out != fmt.Sprintf("generation %d serving", i) {
+				l.halt()
+				t.Fatalf("reload %d: status %d: %s", i, code, out)
+			}
+		}
+		settled(t, p)
+		l.halt()
+		total, failed := l.ok.Load()+l.failed.Load(), l.failed.Load()
+		t.Logf("%s sockets: 40 reloads, %d requests, %d failed; first errors: %q", name, total, failed, l.errs)
+		if name == "steered" && failed != 0 {
+			t.Fatalf("%d of %d requests failed, want 0", failed, total)
+		}
+		return fmt.Sprintf("%d requests, %d failed", total, failed)
+	})
 }

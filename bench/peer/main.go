@@ -30,7 +30,7 @@ import (
 
 	"github.com/cloudflare/tableflip"
 	"github.com/tini-hot/tini-hot/hotapp"
-	"golang.org/x/sys/unix"
+	"github.com/tini-hot/tini-hot/internal/listen"
 )
 
 func main() {
@@ -52,15 +52,7 @@ func main() {
 			err = serveOwn(srv, l)
 		}
 	case "reuseport":
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
+		lc := net.ListenConfig{Control: listen.ReusePort}
 		var l net.Listener
 		if l, err = lc.Listen(context.Background(), "tcp", *addr); err == nil {
 			err = serveOwn(srv, l)

@@ -51,15 +51,7 @@ type group struct {
 // slot i is the i-th.
 func bindGroup(spec Spec, n int) (*group, net.Addr, error) {
 	g := &group{}
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
+	lc := net.ListenConfig{Control: ReusePort}
 	// Multipath TCP sockets would not pass the program to the TCP
 	// listener underneath.
 	lc.SetMultipathTCP(false)
@@ -115,6 +107,18 @@ func bindGroup(spec Spec, n int) (*group, net.Addr, error) {
 		return nil, nil, err
 	}
 	return g, first, nil
+}
+
+// ReusePort is a net.ListenConfig Control that sets SO_REUSEPORT before
+// the bind.
+func ReusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
 // steerRefused: the kernel refused the steering program; the sockets
