@@ -120,6 +120,18 @@ type fakeOS struct {
 	ownErr error
 	// fg is the terminal's foreground process group; 0: no terminal.
 	fg int
+	// holders are the pids that hold a socket, by inode (listen.Holders).
+	holders map[uint64][]int
+}
+
+func (o *fakeOS) holdersOf(inodes []uint64) []int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var out []int
+	for _, ino := range inodes {
+		out = append(out, o.holders[ino]...)
+	}
+	return out
 }
 
 func (o *fakeOS) release() {

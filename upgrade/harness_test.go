@@ -64,6 +64,7 @@ func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 		figures:    h.os.figures,
 		release:    h.os.release,
 		anon:       h.os.ownAnon,
+		holders:    h.os.holdersOf,
 	}
 	for _, f := range setup {
 		f(h.os)

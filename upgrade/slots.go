@@ -164,11 +164,14 @@ func (s *Supervisor) handOff(old *generation) {
 	limit := min(queueWait, s.opts.DrainTimeout)
 	var check func()
 	check = func() {
-		if old.exited || s.finishing {
+		if old.exited {
 			return
 		}
+		// At the end (the serving generation gone) nothing waits: the
+		// end spares a draining generation until its own deadline, which
+		// the drain arms.
 		waited := s.sys.now().Sub(old.handedOff)
-		if q := s.queued(old); q > 0 && waited < limit {
+		if q := s.queued(old); q > 0 && waited < limit && !s.finishing {
 			old.arm(s.after(queueCheck, check))
 			return
 		} else if q > 0 {
