@@ -248,6 +248,26 @@ func waitingFor(path string) string {
 	return ""
 }
 
+// slotsInUse says which live generation has which slot, and what waits
+// in it: "; generation 2 on slot 1, generation 1 on slot 0 with 3 queued".
+func slotsInUse(st *upgrade.Status) string {
+	var parts []string
+	for _, g := range st.Generations {
+		if g.Slot == nil || g.Ended != nil {
+			continue
+		}
+		p := fmt.Sprintf("generation %d on slot %d", g.Number, *g.Slot)
+		if g.Queued > 0 {
+			p += fmt.Sprintf(" with %d queued", g.Queued)
+		}
+		parts = append(parts, p)
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; " + strings.Join(parts, ", ")
+}
+
 func printStatus(w io.Writer, st *upgrade.Status) {
 	r := st.Reloads
 	fmt.Fprintf(w, "tini-hot pid %d, %s; reloads: %d requested, %d coalesced, %d succeeded, %d failed, %d refused; %d restarts\n",
@@ -273,7 +293,16 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 		case l.Restored > 0:
 			note = fmt.Sprintf(" (shut down by the application, listening again, %d times)", l.Restored)
 		}
-		fmt.Fprintf(w, "listener %s %s%s\n", l.Name, l.Address, note)
+		mode := ""
+		switch {
+		case l.Mode == "steered":
+			mode = fmt.Sprintf(", steered (%d slots%s)", l.Slots, slotsInUse(st))
+		case l.Fallback != "":
+			mode = ", shared: the kernel refused steering (" + l.Fallback + ")"
+		case l.Mode != "":
+			mode = ", " + l.Mode
+		}
+		fmt.Fprintf(w, "listener %s %s%s%s\n", l.Name, l.Address, mode, note)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GEN\tPID\tSTATE\tSTARTED\tREADY\tMEMORY\tPROCS\tTHREADS\tFDS\tCPU\tEND")

@@ -249,12 +249,17 @@ func TestClientNotRunning(t *testing.T) {
 func TestPrintStatus(t *testing.T) {
 	started := time.Date(2026, 11, 27, 2, 0, 0, 0, time.UTC)
 	ready := started.Add(24 * time.Millisecond)
+	slot0 := 0
 	st := upgrade.Status{
 		Pid: 1, State: "running", Reloads: upgrade.ReloadCounters{Requested: 1, Refused: 1},
 		Container: upgrade.ContainerStatus{Cgroup: "v1", MemoryLimitBytes: 96 << 20, MemoryUsageBytes: 60<<20 + 820<<10, OOMKills: 2},
 		Generations: []upgrade.GenerationStatus{
-			{Number: 1, Pid: 13, State: "serving", Started: started, Ready: &ready, NoticesIgnored: 3,
+			{Number: 1, Pid: 13, State: "serving", Started: started, Ready: &ready, NoticesIgnored: 3, Slot: &slot0, Queued: 2,
 				GenerationUsage: &upgrade.GenerationUsage{MemoryBytes: 51 << 20, Processes: 1, Threads: 7, FDs: 9, CPUSeconds: 0.25}},
+		},
+		Listeners: []upgrade.ListenerStatus{
+			{Name: "http", Address: "tcp://127.0.0.1:8080", Listening: true, Mode: "steered", Slots: 7},
+			{Name: "dns", Address: "udp://127.0.0.1:53", Listening: true, Mode: "shared", Fallback: "protocol not available"},
 		},
 	}
 	var b strings.Builder
@@ -265,6 +270,8 @@ func TestPrintStatus(t *testing.T) {
 		"MEMORY  PROCS  THREADS  FDS  CPU",
 		"24ms   51 MiB  1      7        9    0.25s",
 		"generation 1: 3 notify messages ignored, from processes outside it (the log names them)",
+		"listener http tcp://127.0.0.1:8080, steered (7 slots; generation 1 on slot 0 with 2 queued)",
+		"listener dns udp://127.0.0.1:53, shared: the kernel refused steering (protocol not available)",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
