@@ -341,7 +341,11 @@ func TestUnrelatedWritesCostNothing(t *testing.T) {
 	// the writes', and a reload says they have been read.
 	write(t, path, "bb")
 	c.reloaded(t, 1)
-	if n := in.read.Load(); n > 5 {
+	// The watched file's own change is a handful of events (its
+	// truncation, write and close; the kernel merges repeats only while
+	// they are unread, so a loaded machine, reading them one by one, sees
+	// more: 7 seen). One per unrelated write would be 10,000.
+	if n := in.read.Load(); n > 20 {
 		t.Fatalf("%d events read for 10,000 writes to another file and one to the watched one", n)
 	}
 }
