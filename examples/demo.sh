@@ -39,7 +39,12 @@ echo "   serving on $addr"
 echo "== GET /?sleep=$slow (in the background), then a reload while it runs"
 curl -sS "http://$addr/?sleep=$slow" >"$dir/slow" &
 curl_pid=$!
-until grep -q "sleep=$slow started" "$dir/log"; do sleep 0.05; done
+i=0
+until grep -q "sleep=$slow started" "$dir/log"; do
+	i=$((i + 1))
+	[ $i -lt 200 ] || { echo "demo: the slow request never reached the server:" >&2; cat "$dir/log" >&2; exit 1; }
+	sleep 0.05
+done
 echo "   tini-hot reload: $(th reload)"
 # The old generation closes its listener when it gets the drain signal; a
 # connection it accepted in the instant before is served by it, not lost.

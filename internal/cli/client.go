@@ -293,16 +293,14 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 		case l.Restored > 0:
 			note = fmt.Sprintf(" (shut down by the application, listening again, %d times)", l.Restored)
 		}
-		mode := ""
+		// The address ends its line: scripts read it (examples/demo.sh).
+		fmt.Fprintf(w, "listener %s %s%s\n", l.Name, l.Address, note)
 		switch {
 		case l.Mode == "steered":
-			mode = fmt.Sprintf(", steered (%d slots%s)", l.Slots, slotsInUse(st))
+			fmt.Fprintf(w, "  steered: %d slots%s\n", l.Slots, slotsInUse(st))
 		case l.Fallback != "":
-			mode = ", shared: the kernel refused steering (" + l.Fallback + ")"
-		case l.Mode != "":
-			mode = ", " + l.Mode
+			fmt.Fprintf(w, "  shared: the kernel refused steering (%s)\n", l.Fallback)
 		}
-		fmt.Fprintf(w, "listener %s %s%s%s\n", l.Name, l.Address, mode, note)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "GEN\tPID\tSTATE\tSTARTED\tREADY\tMEMORY\tPROCS\tTHREADS\tFDS\tCPU\tEND")

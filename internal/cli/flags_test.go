@@ -270,8 +270,8 @@ func TestPrintStatus(t *testing.T) {
 		"MEMORY  PROCS  THREADS  FDS  CPU",
 		"24ms   51 MiB  1      7        9    0.25s",
 		"generation 1: 3 notify messages ignored, from processes outside it (the log names them)",
-		"listener http tcp://127.0.0.1:8080, steered (7 slots; generation 1 on slot 0 with 2 queued)",
-		"listener dns udp://127.0.0.1:53, shared: the kernel refused steering (protocol not available)",
+		"listener http tcp://127.0.0.1:8080\n  steered: 7 slots; generation 1 on slot 0 with 2 queued\n",
+		"listener dns udp://127.0.0.1:53\n  shared: the kernel refused steering (protocol not available)\n",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
