@@ -169,12 +169,14 @@ func TestReloadStorm(t *testing.T) {
 		}
 	}
 	// A control connection may still be closing in tini-hot: give the fd
-	// count a moment to come back. A leak would be one per upgrade.
+	// count a moment to come back. A leak would be one per upgrade. Fewer
+	// than before is no leak: the baseline may have counted one that was
+	// closing then (19 after 20 seen under load).
 	fds2, _ := poll(2*time.Second, func() (int, bool) {
 		n := countDir(t, pid, "fd")
-		return n, n == fds
+		return n, n <= fds
 	})
-	if fds2 != fds {
+	if fds2 > fds {
 		t.Errorf("tini-hot has %d fds after the storm, %d before", fds2, fds)
 	}
 	// The Go runtime may start a few threads more under load (and never
