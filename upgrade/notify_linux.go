@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/pace"
@@ -98,6 +99,10 @@ type notifySocket struct {
 	conn *net.UnixConn
 	// addr is the NOTIFY_SOCKET value, "@name".
 	addr string
+	// held is 1 while Serve holds a datagram it has read and not yet
+	// delivered: no longer in the socket's queue, not yet in the
+	// supervisor's channel (see Pending).
+	held atomic.Int32
 }
 
 func newNotifySocket(name string) (*notifySocket, error) {
@@ -144,6 +149,7 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 			// be told from a closed socket by the caller, so stop.
 			return
 		}
+		s.held.Store(1)
 		ev := notifyEvent{gen: gen, notice: parseNotice(buf[:n]), at: time.Now()}
 		if !paced.Wait(done) {
 			return
@@ -151,6 +157,7 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 		ev.sender, ev.barrier = control(oob[:oobn], ev.notice.barrier)
 		select {
 		case out <- ev:
+			s.held.Store(0)
 		case <-done:
 			ev.release()
 			return
@@ -162,8 +169,14 @@ func (s *notifySocket) Close() error { return s.conn.Close() }
 
 // Pending reports whether a datagram waits in the socket's queue
 // (SIOCINQ: the size of the next one; an empty datagram, which says
-// nothing, reads as none).
+// nothing, reads as none), or in Serve, read and not delivered yet: a
+// READY=1 sent while tini-hot was stopped is read by Serve as the
+// stopped timers fire, and a timeout that checked only the queue failed
+// the generation (TestPausedSupervisor, under load).
 func (s *notifySocket) Pending() bool {
+	if s.held.Load() != 0 {
+		return true
+	}
 	raw, err := s.conn.SyscallConn()
 	if err != nil {
 		return false
