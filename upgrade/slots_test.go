@@ -25,6 +25,28 @@ func steeredListener(t *testing.T) *listen.Listener {
 	return l
 }
 
+// steeredHarness is a supervisor on the fakes with one steered listener,
+// its first generation (pid 100) ready.
+func steeredHarness(t *testing.T) (*harness, *listen.Listener) {
+	t.Helper()
+	l := steeredListener(t)
+	h := newHarness(t, Options{Ready: Readiness{Mode: ReadyNotify}, Listeners: []*listen.Listener{l}})
+	h.ready(1, 100)
+	return h, l
+}
+
+// handedOffWithQueue is steeredHarness upgraded to generation 2 (pid 101)
+// while a connection waits in generation 1's slot; m marks the signals
+// sent before the upgrade.
+func handedOffWithQueue(t *testing.T) (*harness, *listen.Listener, mark) {
+	t.Helper()
+	h, l := steeredHarness(t)
+	queueOne(t, l, 0)
+	m := h.os.mark()
+	h.upgrade(2, 101)
+	return h, l, m
+}
+
 // slotOf is the TINI_HOT_SLOT of the i-th process started.
 func (h *harness) slotOf(i int) string {
 	h.os.mu.Lock()
@@ -60,9 +82,7 @@ func queueOne(t *testing.T, l *listen.Listener, slot int) {
 // lowest free one; a slot held by a process outside tini-hot is not
 // given out; each generation's slot is in its environment and status.
 func TestSteeredSlots(t *testing.T) {
-	l := steeredListener(t)
-	h := newHarness(t, Options{Ready: Readiness{Mode: ReadyNotify}, Listeners: []*listen.Listener{l}})
-	h.ready(1, 100)
+	h, l := steeredHarness(t)
 	h.upgrade(2, 101)
 	h.advance(queueCheck)
 	h.exits(false, exited(100, 0)) // generation 1 drained
@@ -94,9 +114,7 @@ func TestSteeredSlots(t *testing.T) {
 // TestSteeredNoFreeSlot: with every slot taken, a reload fails and says
 // which processes hold them.
 func TestSteeredNoFreeSlot(t *testing.T) {
-	l := steeredListener(t)
-	h := newHarness(t, Options{Ready: Readiness{Mode: ReadyNotify}, Listeners: []*listen.Listener{l}})
-	h.ready(1, 100)
+	h, l := steeredHarness(t)
 	h.os.mu.Lock()
 	h.os.holders = map[uint64][]int{}
 	for slot := 1; slot < 4; slot++ {
@@ -112,12 +130,7 @@ func TestSteeredNoFreeSlot(t *testing.T) {
 // TestDrainAfterQueue: the old generation gets its drain signal only once
 // its slot's accept queue is empty, checked every queueCheck.
 func TestDrainAfterQueue(t *testing.T) {
-	l := steeredListener(t)
-	h := newHarness(t, Options{Ready: Readiness{Mode: ReadyNotify}, Listeners: []*listen.Listener{l}})
-	h.ready(1, 100)
-	queueOne(t, l, 0)
-	m := h.os.mark()
-	h.upgrade(2, 101)
+	h, l, m := handedOffWithQueue(t)
 	h.advance(3 * queueCheck)
 	if h.os.hit(100, DefaultDrainSignal, m) {
 		t.Fatal("drain signal with a connection still queued to generation 1")
@@ -138,12 +151,7 @@ func TestDrainAfterQueue(t *testing.T) {
 // TestDrainAfterQueueBounded: a queue that never empties delays the drain
 // signal by queueWait at most.
 func TestDrainAfterQueueBounded(t *testing.T) {
-	l := steeredListener(t)
-	h := newHarness(t, Options{Ready: Readiness{Mode: ReadyNotify}, Listeners: []*listen.Listener{l}})
-	h.ready(1, 100)
-	queueOne(t, l, 0)
-	m := h.os.mark()
-	h.upgrade(2, 101)
+	h, _, m := handedOffWithQueue(t)
 	h.advance(queueWait - queueCheck)
 	if h.os.hit(100, DefaultDrainSignal, m) {
 		t.Fatal("drain signal before queueWait")
@@ -159,12 +167,7 @@ func TestDrainAfterQueueBounded(t *testing.T) {
 // generation gets its drain signal and its deadline (it would otherwise
 // be spared by the end, and tini-hot would wait for it for ever).
 func TestDrainAfterQueueAtEnd(t *testing.T) {
-	l := steeredListener(t)
-	h := newHarness(t, Options{Ready: Readiness{Mode: ReadyNotify}, Listeners: []*listen.Listener{l}})
-	h.ready(1, 100)
-	queueOne(t, l, 0)
-	m := h.os.mark()
-	h.upgrade(2, 101)
+	h, _, m := handedOffWithQueue(t)
 	h.exits(true, exited(101, 3)) // the serving one crashes: the end
 	h.advance(queueCheck)
 	if !h.os.hit(100, DefaultDrainSignal, m) {
