@@ -18,15 +18,17 @@ func TestShort(t *testing.T) {
 	if os.Geteuid() != 0 {
 		need(t, "root (PID namespaces)")
 	}
-	for _, tool := range []string{"unshare", "tini", "dumb-init", "catatonit", "wrk"} {
+	for _, tool := range []string{"unshare", "tini", "dumb-init", "catatonit", "wrk", "gunicorn"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			need(t, "%s (Debian packages util-linux, tini, dumb-init, catatonit, wrk)", tool)
+			need(t, "%s (Debian packages util-linux, tini, dumb-init, catatonit, wrk, gunicorn)", tool)
 		}
 	}
 	dir := t.TempDir()
 	doc := runBench(t, dir, "-short")
 	for _, want := range []string{
 		"## Upgrade methods under the same load", "| p99 of each round | p99 without upgrades |", "| keep-alive: p99 during upgrades | keep-alive: p99 without | over the p99 without upgrades, first 20ms of an upgrade |", "| tini-hot |", "| tini-hot, SIGHUP |", "| stop-then-start |", "| SO_REUSEPORT |", "| tableflip |", "| tini-hot, naive app |",
+		"| tini-hot, naive app, shared sockets |", "| tini-hot, gunicorn |", "| tini-hot, gunicorn, shared sockets |", "| tini-hot, escaped process |", "| tini-hot, escaped process, shared sockets |",
+		"## QUIC connections across upgrades", "| steered (?flows=quic) | 3 | ", "| shared (--shared-sockets) | 3 | ",
 		"## PID-1 duties", "| tini |", "| dumb-init |", "| catatonit |",
 		"| Go: fork, exec, wait |", "| … with tini-hot's libraries linked |", "| … and the signal subscriptions |",
 		"## Reload latency breakdown", "| READY → drain signal | tini-hot |",

@@ -5,8 +5,8 @@
 //	go run ./bench -short -o /tmp/b/BENCHMARKS.md # under 2 minutes
 //
 // Run it as root on an otherwise idle machine, from the repository's root;
-// it needs unshare (util-linux), tini, dumb-init, catatonit and wrk
-// (Debian packages of those names). Every number in the output comes from
+// it needs unshare (util-linux), tini, dumb-init, catatonit, wrk and
+// gunicorn (Debian packages of those names). Every number in the output comes from
 // the run that wrote it; runs that failed say so in the table.
 package main
 
@@ -36,7 +36,7 @@ type options struct {
 }
 
 // tables are the names -only takes, in the order of the document.
-var tables = []string{"methods", "pid1", "breakdown", "datapath", "soak", "memory"}
+var tables = []string{"methods", "quic", "pid1", "breakdown", "datapath", "soak", "memory"}
 
 func main() {
 	var o options
@@ -120,6 +120,7 @@ func run(o options, out string) error {
 		}
 		fmt.Fprintf(&doc, "![requests per second over time](%s)\n\n![p99 latency over time](%s)\n\n", filepath.Base(rps), filepath.Base(p99))
 	}
+	step("quic", "QUIC connections across upgrades", func() string { return quicTable(b, o) })
 	step("pid1", "PID-1 duties", func() string { return pid1Table(b, o) })
 	step("breakdown", "Reload latency breakdown", func() string { return breakdownTable(b, o.breakdown) })
 	step("datapath", "Data path", func() string { return dataPathTable(b, o.wrk) })

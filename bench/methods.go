@@ -33,7 +33,15 @@ var methods = []method{
 	{"SO_REUSEPORT", "the new process binds next to the old one, then the old one stops", startReuseport},
 	{"tableflip", "cloudflare/tableflip v1.2.3: SIGHUP, the process hands the socket to its successor", startTableflip},
 	{"tini-hot, naive app", "tini-hot -l, an app that calls Shutdown with the listener open", startTiniHot("naive")},
+	{"tini-hot, naive app, shared sockets", "the same with --shared-sockets: every generation shares one socket, as before steering", startTiniHotWith("naive", shared)},
+	{"tini-hot, gunicorn", "tini-hot -l, Debian's gunicorn (2 workers) serving e2e/testdata/wsgiapp.py", startTiniHot("gunicorn")},
+	{"tini-hot, gunicorn, shared sockets", "the same with --shared-sockets", startTiniHotWith("gunicorn", shared)},
+	{"tini-hot, escaped process", "tini-hot -l, the hotapp app whose first generation leaves behind a process (setsid, no environment) that holds its socket and resets every connection it gets", startTiniHot("escaper")},
+	{"tini-hot, escaped process, shared sockets", "the same with --shared-sockets", startTiniHotWith("escaper", shared)},
 }
+
+// shared is the flag that turns steering off.
+var shared = []string{"--shared-sockets"}
 
 // tiniHot is the demo (or a mode of the peer) behind tini-hot, upgraded
 // with `tini-hot reload`, or with SIGHUP when hup is set.
@@ -43,6 +51,7 @@ type tiniHot struct {
 	bin     string
 	url     string
 	hup     bool
+	thief   string // the escaped process's pid file, for stop
 }
 
 func startTiniHot(app string, env ...string) func(b bins, addr, dir string) (server, error) {
@@ -55,16 +64,27 @@ func startTiniHotWith(app string, flags []string, env ...string) func(b bins, ad
 		control := filepath.Join(dir, "control.sock")
 		argv := append([]string{b.tiniHot, "-l", "tcp://" + addr, "--ready", "notify", "--control", control}, flags...)
 		argv = append(argv, "--")
-		if app == "demo" {
+		thief := ""
+		switch app {
+		case "demo":
 			argv = append(argv, b.demo)
-		} else {
+		case "gunicorn":
+			gunicorn, err := exec.LookPath("gunicorn")
+			if err != nil {
+				return nil, fmt.Errorf("gunicorn (Debian package gunicorn): %w", err)
+			}
+			argv = append(argv, gunicorn, "--chdir", "e2e/testdata", "-w", "2", "wsgiapp:app")
+		case "escaper":
+			thief = filepath.Join(dir, "thief.pid")
+			argv = append(argv, b.peer, "-mode", app, "-pidfile", thief)
+		default:
 			argv = append(argv, b.peer, "-mode", app)
 		}
 		p, err := start(env, argv...)
 		if err != nil {
 			return nil, err
 		}
-		s := &tiniHot{p: p, control: control, bin: b.tiniHot, url: "http://" + addr + "/"}
+		s := &tiniHot{p: p, control: control, bin: b.tiniHot, url: "http://" + addr + "/", thief: thief}
 		return s, until(10*time.Second, "tini-hot to serve", func() bool { _, err := answer(s.url); return err == nil })
 	}
 }
@@ -115,7 +135,16 @@ func (s *tiniHot) hangUp() error {
 	return until(30*time.Second, "the new generation to take over", func() bool { return !alive(old) })
 }
 
-func (s *tiniHot) stop() { s.p.stop() }
+func (s *tiniHot) stop() {
+	s.p.stop()
+	if s.thief != "" {
+		// It outlives tini-hot, which is not PID 1 of a namespace here.
+		b, _ := os.ReadFile(s.thief)
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
 
 // ownSocket is the peer binding its own socket: stop-then-start, or
 // SO_REUSEPORT's overlap.

@@ -13,6 +13,13 @@
 //	-mode naive      takes the socket from tini-hot (LISTEN_FDS) and, on
 //	                 SIGTERM, calls http.Server.Shutdown without closing
 //	                 its listener first: the drain trap README describes
+//	-mode escaper    hot, and generation 1, when it drains, leaves behind
+//	                 an escaped process: setsid, with no environment,
+//	                 holding the socket and resetting every connection it
+//	                 gets, until killed; its pid goes to the file -pidfile
+//	                 names
+//	-mode quic       serves internal/quicping on tini-hot's UDP socket, and
+//	                 drains on SIGTERM (20 s at most)
 package main
 
 import (
@@ -24,19 +31,22 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/cloudflare/tableflip"
 	"github.com/tini-hot/tini-hot/hotapp"
 	"github.com/tini-hot/tini-hot/internal/listen"
+	"github.com/tini-hot/tini-hot/internal/quicping"
 )
 
 func main() {
-	mode := flag.String("mode", "bind", "bind, reuseport, tableflip, hot or naive")
+	mode := flag.String("mode", "bind", "bind, reuseport, tableflip, hot, naive, escaper or quic")
 	addr := flag.String("addr", "127.0.0.1:8080", "address for bind, reuseport and tableflip")
-	pidFile := flag.String("pidfile", "", "tableflip: the pid file naming the current process")
+	pidFile := flag.String("pidfile", "", "tableflip: the pid file naming the current process; escaper: the escaped process's")
 	flag.Parse()
 	srv := &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
@@ -63,6 +73,14 @@ func main() {
 		err = serveHot(srv)
 	case "naive":
 		err = serveNaive(srv)
+	case "escaper":
+		err = serveEscaper(srv, *pidFile)
+	case "thief":
+		err = thief()
+	case "quic":
+		term := make(chan os.Signal, 1)
+		signal.Notify(term, syscall.SIGTERM)
+		err = quicping.Serve(os.NewFile(3, "udp"), 20*time.Second, term)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -133,6 +151,56 @@ func fromTiniHot() ([]hotapp.Listener, error) {
 		err = errors.New("no socket from tini-hot (LISTEN_FDS)")
 	}
 	return ls, err
+}
+
+// serveEscaper is serveHot, and in generation 1 it starts, on SIGTERM,
+// a process that outlives it: in a session of its own, with no
+// environment that ties it to a generation, holding tini-hot's socket
+// (fd 3, dup'ed first: hotapp closes it).
+func serveEscaper(srv *http.Server, pidFile string) error {
+	if os.Getenv("TINI_HOT_GENERATION") != "1" {
+		return serveHot(srv)
+	}
+	fd, err := syscall.Dup(3)
+	if err != nil {
+		return err
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	escaped := make(chan error, 1)
+	go func() {
+		<-term
+		cmd := exec.Command(os.Args[0], "-mode", "thief")
+		cmd.Env = []string{}
+		cmd.ExtraFiles = []*os.File{os.NewFile(uintptr(fd), "listener")}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			escaped <- err
+			return
+		}
+		escaped <- os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644)
+	}()
+	if err := serveHot(srv); err != nil {
+		return err
+	}
+	return <-escaped
+}
+
+// thief accepts every connection on fd 3 and resets it unanswered.
+func thief() error {
+	l, err := net.FileListener(os.NewFile(3, "listener"))
+	if err != nil {
+		return err
+	}
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	}
 }
 
 // serveNaive serves tini-hot's socket and, on SIGTERM, calls Shutdown
