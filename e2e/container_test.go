@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/cli"
+	"github.com/tini-hot/tini-hot/internal/imagebuild"
 	"github.com/tini-hot/tini-hot/internal/watch/kubelet"
 	"github.com/tini-hot/tini-hot/upgrade"
 	appsv1 "k8s.io/api/apps/v1"
@@ -23,9 +23,8 @@ import (
 
 // Images the container test builds from the repository's Dockerfile.
 const (
-	buildImage = "localhost/tini-hot-e2e-build:local"
-	binImage   = "localhost/tini-hot-e2e:test"
-	demoImage  = "localhost/tini-hot-e2e-demo:test"
+	binImage  = "localhost/tini-hot-e2e:test"
+	demoImage = "localhost/tini-hot-e2e-demo:test"
 )
 
 // podman runs podman with args and returns its trimmed output; it fails
@@ -62,42 +61,6 @@ func requirePodman(t testing.TB) {
 	}
 }
 
-// importBuildImage makes the Dockerfile's build stage image offline: the
-// host's Go and busybox in an otherwise empty image. The module proxy is
-// reached at build time through the host network.
-func importBuildImage(t *testing.T) {
-	t.Helper()
-	if _, code := podmanCode("image", "exists", buildImage); code == 0 {
-		return // from an earlier run on this machine
-	}
-	stage := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(stage, "tmp"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(filepath.Join(stage, "tmp"), 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	goroot := strings.TrimSpace(mustOutput(t, "go", "env", "GOROOT"))
-	script := fmt.Sprintf(`set -e
-mkdir -p %[1]s/bin %[1]s/usr/local
-cp /bin/busybox %[1]s/bin/busybox
-ln -s busybox %[1]s/bin/sh
-tar -cf - -C %[1]s . -C / %[2]s etc/ssl/certs/ca-certificates.crt | podman import - %[3]s`,
-		stage, strings.TrimPrefix(goroot, "/"), buildImage)
-	if out, err := exec.Command("sh", "-c", script).CombinedOutput(); err != nil {
-		t.Fatalf("import the build image: %v: %s", err, out)
-	}
-}
-
-func mustOutput(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).Output()
-	if err != nil {
-		t.Fatalf("%s %v: %v", name, args, err)
-	}
-	return string(out)
-}
-
 // imagesBuilt is set once buildImages has built the images in this run.
 var imagesBuilt atomic.Bool
 
@@ -111,13 +74,11 @@ func buildImages(t *testing.T) {
 		return
 	}
 	defer func() { imagesBuilt.Store(!t.Failed()) }()
-	importBuildImage(t)
-	goproxy := strings.TrimSpace(mustOutput(t, "go", "env", "GOPROXY"))
 	for _, target := range []struct{ name, tag string }{{"demo", demoImage}, {"tini-hot", binImage}} {
 		start := time.Now()
-		podman(t, "build", "--network=host", "--target", target.name, "-t", target.tag,
-			"--build-arg", "GO_IMAGE="+buildImage, "--build-arg", "BUSYBOX_IMAGE="+buildImage,
-			"--build-arg", "GOPROXY="+goproxy, "--build-arg", "VERSION=e2e", "..")
+		if err := imagebuild.Build("..", target.name, target.tag, "e2e"); err != nil {
+			t.Fatal(err)
+		}
 		size := podman(t, "image", "inspect", "--format", "{{.Size}}", target.tag)
 		t.Logf("image %s (target %s): %s bytes, built in %v", target.tag, target.name, size, time.Since(start).Round(time.Second))
 	}
@@ -200,6 +161,9 @@ func TestContainer(t *testing.T) {
 	// The ConfigMap volume, laid out and updated as the kubelet does.
 	cm := configMap(t)
 	config := t.TempDir()
+	if err := os.Chmod(config, 0o755); err != nil { // the pod's user reads it
+		t.Fatal(err)
+	}
 	if err := kubelet.Update(config, cm.Data); err != nil {
 		t.Fatal(err)
 	}
@@ -214,6 +178,9 @@ func TestContainer(t *testing.T) {
 	args := []string{"run", "-d", "--name", c.name, "-p", addr + ":8080", "--entrypoint", string(entrypoint),
 		"--user", fmt.Sprintf("%d:%d", *sc.RunAsUser, *sc.RunAsGroup), "--read-only", "-v", run + ":/run"}
 	args = append(args, volumes...)
+	for _, e := range app.Env {
+		args = append(args, "-e", e.Name+"="+e.Value)
+	}
 	podman(t, append(args, "--cap-drop", "all", "-e", "TINI_HOT_VERBOSE=2", demoImage)...)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -269,6 +236,11 @@ func TestContainer(t *testing.T) {
 
 	t.Run("configmap", func(t *testing.T) {
 		pid := pidOf(t, c.url)
+		// The demo serves the configuration its generation read.
+		before, err := get(http.DefaultClient, c.url+"config")
+		if err != nil || before != strings.TrimSpace(cm.Data["demo.conf"]) {
+			t.Fatalf("GET /config: %q, %v; want the ConfigMap's demo.conf %q", before, err, cm.Data["demo.conf"])
+		}
 		data := map[string]string{}
 		for k, v := range cm.Data {
 			data[k] = v + "# changed\n"
@@ -280,6 +252,9 @@ func TestContainer(t *testing.T) {
 			p := pidOf(t, c.url)
 			return p, p != pid
 		})
+		if after, err := get(http.DefaultClient, c.url+"config"); err != nil || after != strings.TrimSpace(data["demo.conf"]) {
+			t.Errorf("GET /config after the update: %q, %v; want %q", after, err, data["demo.conf"])
+		}
 		t.Logf("ConfigMap update: %s → %s", pid, next)
 	})
 

@@ -3,8 +3,10 @@
 // tini-hot (LISTEN_FDS), or binds :8080 (or $ADDR) when run alone,
 // notifies READY=1 and drains correctly on SIGTERM. DEMO_HOLD_MIB=N makes it
 // hold N MiB of anonymous memory, DEMO_SHARED_MIB=N N MiB of shared memory
-// (MAP_SHARED|MAP_ANONYMOUS, as a cache shared with workers would be). Each
-// request that
+// (MAP_SHARED|MAP_ANONYMOUS, as a cache shared with workers would be).
+// DEMO_CONFIG=FILE names its configuration, read once at start, as an
+// application reads its own: GET /config answers what this generation
+// read, so that a reload after the file changed shows. Each request that
 // sleeps is logged when it starts, so that a test or a person can see
 // which process took it.
 package main
@@ -64,7 +66,20 @@ func main() {
 		}
 		touch(shared)
 	}
+	var config []byte
+	if path := os.Getenv("DEMO_CONFIG"); path != "" {
+		if config, err = os.ReadFile(path); err != nil {
+			log.Fatalf("DEMO_CONFIG: %v", err)
+		}
+	}
 	mux := http.NewServeMux()
+	mux.HandleFunc("/config", func(w http.ResponseWriter, r *http.Request) {
+		if config == nil {
+			http.Error(w, "no DEMO_CONFIG", http.StatusNotFound)
+			return
+		}
+		_, _ = w.Write(config)
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if s := r.URL.Query().Get("sleep"); s != "" {
 			n, err := strconv.ParseFloat(s, 64)

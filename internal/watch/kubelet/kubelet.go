@@ -17,6 +17,11 @@ func Update(dir string, files map[string]string) error {
 	if err != nil {
 		return err
 	}
+	// As the kubelet does, whatever the umask: the pod's users, not only
+	// root, read the files.
+	if err := os.Chmod(ts, 0o755); err != nil {
+		return err
+	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(ts, name), []byte(content), 0o644); err != nil {
 			return err
