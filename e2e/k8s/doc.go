@@ -7,11 +7,12 @@
 //	deploy/k8s/node/up.sh                       # or any cluster
 //	KUBECONFIG=/var/lib/tini-hot-node/admin.kubeconfig go test -tags k8s -count=1 -v -timeout 30m ./e2e/k8s
 //
-// The test process must reach the Service's ClusterIP and the pods' IPs,
-// as it does on the node of deploy/k8s/node or on a k3s server. Images
-// reach the cluster through TINI_HOT_K8S_LOAD, a command given the podman
-// image's name (default: deploy/k8s/node/load.sh; for kind, a script
-// that saves it and runs `kind load image-archive`).
+// The load runs inside the cluster, in a pod of the test's namespace
+// (loader/), so that it reaches the Service's ClusterIP and the pods' IPs
+// as clients do, on any cluster. Images reach the cluster through
+// TINI_HOT_K8S_LOAD, a command given the podman images' names (default:
+// deploy/k8s/node/load.sh; for kind, a script that saves each and runs
+// `kind load image-archive`).
 //
 // TINI_HOT_K8S_BREAK=no-prestop (or probe-true) breaks the manifest on
 // purpose after it is applied, to see the test fail.

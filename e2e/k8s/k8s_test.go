@@ -3,22 +3,19 @@
 package k8s
 
 import (
+	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -37,7 +34,49 @@ const (
 	configMap  = "tini-hot-demo-config"
 	// podsOf selects the demo's pods.
 	podsOf = "app.kubernetes.io/name=tini-hot-demo"
+	// The load runs in this pod (e2e/k8s/loader), inside the cluster.
+	loaderImage = "tini-hot-e2e-loader:latest"
+	loaderPod   = "loader"
 )
+
+// loaderManifest is the loader's pod, admitted by the restricted Pod
+// Security Standard.
+const loaderManifest = `apiVersion: v1
+kind: Pod
+metadata:
+  name: loader
+spec:
+  terminationGracePeriodSeconds: 1
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 65532
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+    - name: loader
+      image: ` + loaderImage + `
+      imagePullPolicy: IfNotPresent
+      command: [/loader, -idle]
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
+`
+
+// buildLoader builds the loader's image: its static binary alone.
+func buildLoader(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "loader"), "./loader")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the loader: %v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte("FROM scratch\nCOPY loader /loader\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("podman", "build", "-q", "-t", "localhost/"+loaderImage, dir).CombinedOutput(); err != nil {
+		t.Fatalf("podman build the loader: %v: %s", err, out)
+	}
+}
 
 // repo is the repository's root.
 var repo = func() string {
@@ -157,11 +196,12 @@ func setUp(t *testing.T) *cluster {
 	if err := imagebuild.Build(repo, "demo", "localhost/"+image, "k8s-e2e"); err != nil {
 		t.Fatal(err)
 	}
+	buildLoader(t)
 	load := os.Getenv("TINI_HOT_K8S_LOAD")
 	if load == "" {
 		load = filepath.Join(repo, "deploy/k8s/node/load.sh")
 	}
-	if out, err := exec.Command("sh", "-c", load+` "$0"`, "localhost/"+image).CombinedOutput(); err != nil {
+	if out, err := exec.Command("sh", "-c", load+` "$@"`, "load", "localhost/"+image, "localhost/"+loaderImage).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v: %s", load, err, out)
 	}
 	t.Logf("image built and loaded in %v", time.Since(start).Round(time.Second))
@@ -198,8 +238,14 @@ func setUp(t *testing.T) *cluster {
 	default:
 		t.Fatalf("TINI_HOT_K8S_BREAK=%s: want no-prestop or probe-true", b)
 	}
+	apply := exec.Command(c.kubectl, "-n", c.ns, "apply", "-f", "-")
+	apply.Stdin = strings.NewReader(loaderManifest)
+	if out, err := apply.CombinedOutput(); err != nil {
+		t.Fatalf("the loader pod: %v: %s", err, out)
+	}
 	start = time.Now()
 	c.kube("rollout", "status", "deployment/"+deployment, "--timeout", "5m")
+	c.kube("wait", "--for", "condition=Ready", "pod/"+loaderPod, "--timeout", "2m")
 	t.Logf("rollout: every pod Ready through the exec probe in %v", time.Since(start).Round(time.Second))
 	return c
 }
@@ -229,7 +275,7 @@ func TestDeploy(t *testing.T) {
 	url := fmt.Sprintf("http://%s/", net.JoinHostPort(svc.Spec.ClusterIP, fmt.Sprint(svc.Spec.Ports[0].Port)))
 
 	t.Run("reloads", func(t *testing.T) {
-		l := startLoad(t, url)
+		l := c.startLoad(t, url)
 		for _, p := range c.pods() {
 			before := c.status(p.Name)
 			for i := range 10 {
@@ -241,12 +287,25 @@ func TestDeploy(t *testing.T) {
 				} else {
 					c.kube("exec", p.Name, "--", "/tini-hot", "reload")
 				}
+				var now upgrade.Status
 				waitFor(t, p.Name+": the new generation serving", time.Minute, func() bool {
-					st := c.status(p.Name)
-					return serving(st) > gen && st.Reloads.Succeeded > done
+					now = c.status(p.Name)
+					return serving(now) > gen && now.Reloads.Succeeded > done
 				})
 				how := map[bool]string{true: "kill -HUP 1", false: "/tini-hot reload"}[i < 5]
-				t.Logf("%s: kubectl exec … %s → generation %d serving: %v", p.Name, how, gen+1, time.Since(start).Round(time.Millisecond))
+				// tini-hot's own timestamps: the request's arrival and the
+				// new generation's READY=1 (the node's clock, which is
+				// this machine's on deploy/k8s/node).
+				for _, g := range now.Generations {
+					if g.Number == serving(now) && g.Ready != nil {
+						took := "?"
+						if g.Requested != nil {
+							took = g.Ready.Sub(*g.Requested).Round(time.Millisecond).String()
+						}
+						t.Logf("%s: kubectl exec … %s → generation %d ready %v after the exec began (request to ready in tini-hot: %s); seen by a status poll after %v",
+							p.Name, how, g.Number, g.Ready.Sub(start).Round(time.Millisecond), took, time.Since(start).Round(time.Millisecond))
+					}
+				}
 			}
 			after := c.status(p.Name)
 			if r := after.Reloads.Requested - before.Reloads.Requested; r != 10 || after.Reloads.Succeeded-before.Reloads.Succeeded != 10 {
@@ -262,7 +321,7 @@ func TestDeploy(t *testing.T) {
 		for _, p := range c.pods() {
 			before[p.Name] = c.status(p.Name)
 		}
-		l := startLoad(t, url)
+		l := c.startLoad(t, url)
 		conf := fmt.Sprintf("# changed by e2e/k8s\ngreeting=hello-%d\n", rand.IntN(1e6))
 		patch, _ := json.Marshal(map[string]any{"data": map[string]string{"demo.conf": conf}})
 		updated := time.Now()
@@ -290,13 +349,9 @@ func TestDeploy(t *testing.T) {
 	t.Run("metrics", func(t *testing.T) {
 		// f. Scraped at the pod IP, as Prometheus does.
 		for _, p := range c.pods() {
-			resp, err := http.Get(fmt.Sprintf("http://%s/metrics", net.JoinHostPort(p.Status.PodIP, "9090")))
-			if err != nil {
-				t.Fatal(err)
-			}
+			body := c.kube("exec", loaderPod, "--", "/loader", "-get", fmt.Sprintf("http://%s/metrics", net.JoinHostPort(p.Status.PodIP, "9090")))
 			parser := expfmt.NewTextParser(model.UTF8Validation)
-			families, err := parser.TextToMetricFamilies(resp.Body)
-			resp.Body.Close()
+			families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 			if err != nil || len(families) == 0 {
 				t.Errorf("%s: /metrics: %d families, %v", p.Name, len(families), err)
 			}
@@ -354,7 +409,7 @@ func TestDeploy(t *testing.T) {
 		// d. Endpoint removal against preStop and SIGTERM, on a real
 		// kube-proxy: the old pods go with no request failing.
 		w := c.watchPods(t)
-		l := startLoad(t, url)
+		l := c.startLoad(t, url)
 		old := c.pods()
 		c.kube("rollout", "restart", "deployment/"+deployment)
 		c.kube("rollout", "status", "deployment/"+deployment, "--timeout", "5m")
@@ -477,114 +532,59 @@ func (w *podWatch) exited(t *testing.T, pod string, grace time.Duration) {
 	}
 }
 
-// load is clients of the Service until finish: fresh-connection GETs,
-// keep-alive GETs, and keep-alive POSTs, which Go's client never sends
-// again on its own (it re-sends a GET whose kept-alive connection closed
-// under it, which would hide a failure).
+// load is a load run in the loader pod (e2e/k8s/loader), until finish.
 type load struct {
-	stop  chan struct{}
-	wg    sync.WaitGroup
-	start time.Time
-	mu    sync.Mutex
-	count map[string]map[string]int // client kind → "ok" or failure kind → requests
-	// first and last are when requests failed, since start.
-	first, last time.Duration
+	cmd    *exec.Cmd
+	out    *bufio.Reader
+	c      *cluster
+	stderr bytes.Buffer
 }
 
-func startLoad(t *testing.T, url string) *load {
+// startLoad starts a load of url in the loader pod and returns once it
+// runs: the URL has answered, and the clients are at work.
+func (c *cluster) startLoad(t *testing.T, url string) *load {
 	t.Helper()
-	l := &load{stop: make(chan struct{}), count: map[string]map[string]int{}}
-	run := func(kind string, c *http.Client, post bool) {
-		defer l.wg.Done()
-		counts := map[string]int{}
-		defer func() {
-			l.mu.Lock()
-			for k, n := range counts {
-				if l.count[kind] == nil {
-					l.count[kind] = map[string]int{}
-				}
-				l.count[kind][k] += n
-			}
-			l.mu.Unlock()
-		}()
-		for {
-			select {
-			case <-l.stop:
-				return
-			default:
-			}
-			var resp *http.Response
-			var err error
-			if post {
-				resp, err = c.Post(url, "text/plain", strings.NewReader("ping"))
-			} else {
-				resp, err = c.Get(url)
-			}
-			if err == nil {
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err == nil && resp.StatusCode != http.StatusOK {
-					err = errors.New(resp.Status)
-				}
-			}
-			k := classify(err)
-			counts[k]++
-			if k != "ok" {
-				at := time.Since(l.start)
-				l.mu.Lock()
-				if l.first == 0 || at < l.first {
-					l.first = at
-				}
-				l.last = max(l.last, at)
-				l.mu.Unlock()
-			}
-		}
+	l := &load{c: c}
+	l.cmd = exec.Command(c.kubectl, "-n", c.ns, "exec", loaderPod, "--", "/loader", "-url", url)
+	l.cmd.Stderr = &l.stderr
+	out, err := l.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The Service must answer before the load begins: kube-proxy
-	// programs a new Service's endpoints up to a second after they are
-	// ready, and rejects connections to it meanwhile.
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the Service at %s does not answer: %v", url, err)
-		}
+	if err := l.cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	l.start = time.Now()
-	for _, k := range []struct {
-		kind  string
-		fresh bool
-		post  bool
-		n     int
-	}{{"fresh GET", true, false, 4}, {"keep-alive GET", false, false, 4}, {"keep-alive POST", false, true, 4}} {
-		for range k.n {
-			l.wg.Add(1)
-			tr := &http.Transport{DisableKeepAlives: k.fresh, MaxIdleConnsPerHost: 1}
-			go run(k.kind, &http.Client{Timeout: 30 * time.Second, Transport: tr}, k.post)
-		}
+	l.out = bufio.NewReader(out)
+	if line, err := l.out.ReadString('\n'); err != nil || line != "started\n" {
+		_ = l.cmd.Wait()
+		t.Fatalf("load of %s: %q, %v: %s", url, line, err, l.stderr.Bytes())
 	}
 	return l
 }
 
-// finish stops the clients, logs what they saw and fails the test on
-// any failed request.
+// finish stops the load, logs what its clients saw and fails the test
+// on any failed request.
 func (l *load) finish(t *testing.T, step string) {
 	t.Helper()
-	close(l.stop)
-	l.wg.Wait()
+	l.c.kube("exec", loaderPod, "--", "/loader", "-stop")
+	line, _ := l.out.ReadString('\n')
+	if err := l.cmd.Wait(); err != nil {
+		t.Fatalf("%s: the load: %v: %s", step, err, l.stderr.Bytes())
+	}
+	var res struct {
+		Counts  map[string]map[string]int `json:"counts"`
+		FirstMS int64                     `json:"first_ms"`
+		LastMS  int64                     `json:"last_ms"`
+		Seconds float64                   `json:"seconds"`
+	}
+	if err := json.Unmarshal([]byte(line), &res); err != nil {
+		t.Fatalf("%s: the load's result %q: %v", step, line, err)
+	}
 	total, failed := 0, 0
 	var parts []string
-	kinds := make([]string, 0, len(l.count))
-	for k := range l.count {
-		kinds = append(kinds, k)
-	}
-	slices.Sort(kinds)
-	for _, kind := range kinds {
+	for _, kind := range slices.Sorted(maps.Keys(res.Counts)) {
 		var fails []string
-		for k, n := range l.count[kind] {
+		for k, n := range res.Counts[kind] {
 			total += n
 			if k != "ok" {
 				failed += n
@@ -595,29 +595,11 @@ func (l *load) finish(t *testing.T, step string) {
 		if len(fails) == 0 {
 			fails = []string{"none"}
 		}
-		parts = append(parts, fmt.Sprintf("%s: %d ok, failed: %s", kind, l.count[kind]["ok"], strings.Join(fails, ", ")))
+		parts = append(parts, fmt.Sprintf("%s: %d ok, failed: %s", kind, res.Counts[kind]["ok"], strings.Join(fails, ", ")))
 	}
-	t.Logf("%s: %d requests in %v, %d failed (%s)", step, total, time.Since(l.start).Round(time.Second), failed, strings.Join(parts, "; "))
+	t.Logf("%s: %d requests in %.0fs, %d failed (%s)", step, total, res.Seconds, failed, strings.Join(parts, "; "))
 	if failed > 0 || total == 0 {
-		t.Errorf("%s: %d of %d requests failed, from %v to %v after the load began", step, failed, total, l.first.Round(time.Millisecond), l.last.Round(time.Millisecond))
+		t.Errorf("%s: %d of %d requests failed, from %v to %v after the load began", step, failed, total,
+			time.Duration(res.FirstMS)*time.Millisecond, time.Duration(res.LastMS)*time.Millisecond)
 	}
-}
-
-// classify names a request's outcome: ok, refused, reset, EOF, timeout or
-// other.
-func classify(err error) string {
-	var ne net.Error
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, syscall.ECONNREFUSED):
-		return "refused"
-	case errors.Is(err, syscall.ECONNRESET):
-		return "reset"
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "EOF"
-	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	}
-	return "other"
 }

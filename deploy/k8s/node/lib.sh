@@ -17,8 +17,8 @@ PAUSE_IMAGE=localhost/tini-hot-node/pause:1
 # The components, in the order up.sh starts them; down.sh stops them in
 # reverse.
 COMPONENTS="containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
-# Sysctls the kubelet and kube-proxy set, restored by down.sh.
-SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet"
+# Sysctls the kubelet, kube-proxy and up.sh set, restored by down.sh.
+SYSCTLS="net.bridge.bridge-nf-call-iptables vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes net.ipv4.conf.all.route_localnet"
 
 log() { printf 'node: %s\n' "$*" >&2; }
 die() { printf 'node: %s\n' "$*" >&2; exit 1; }

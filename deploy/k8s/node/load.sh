@@ -22,6 +22,7 @@ for img; do
 	*) full=docker.io/library/$name ;;
 	esac
 	podman tag "$img" "$full"
+	rm -f "$tmp/image.tar"
 	podman save -q --format docker-archive -o "$tmp/image.tar" "$full"
 	ctr -a "$CONTAINERD_SOCK" -n k8s.io images import "$tmp/image.tar" >/dev/null
 	log "loaded $full"

@@ -204,6 +204,12 @@ if [ ! -f "$STATE/sysctl.saved" ]; then
 	for s in $SYSCTLS; do echo "$s=$(sysctl -n "$s")"; done >"$STATE/sysctl.saved"
 fi
 
+# A pod's connection to a ClusterIP that kube-proxy sends to a pod on the
+# same bridge must pass iptables both ways (br_netfilter).
+[ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] || modprobe br_netfilter 2>/dev/null ||
+	die "no /proc/sys/net/bridge: load br_netfilter (modprobe br_netfilter)"
+sysctl -qw net.bridge.bridge-nf-call-iptables=1
+
 start containerd containerd --config "$STATE/containerd.toml"
 until_ok containerd 30 ctr -a "$CONTAINERD_SOCK" version
 if ! ctr -a "$CONTAINERD_SOCK" -n k8s.io images ls -q | grep -qx "$PAUSE_IMAGE"; then
