@@ -44,7 +44,7 @@ const (
 const loaderManifest = `apiVersion: v1
 kind: Pod
 metadata:
-  name: loader
+  name: ` + loaderPod + `
 spec:
   terminationGracePeriodSeconds: 1
   securityContext:
@@ -106,13 +106,21 @@ func (c *cluster) kube(args ...string) string {
 }
 
 func (c *cluster) kubeErr(args ...string) (string, error) {
+	out, _, err := c.run("", args...)
+	return out, err
+}
+
+// run runs kubectl in the namespace with stdin; it returns stdout and
+// stderr, and an error that quotes stderr.
+func (c *cluster) run(stdin string, args ...string) (string, string, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(c.kubectl, append([]string{"-n", c.ns}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return stdout.String(), stderr.String(), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
-	return stdout.String(), nil
+	return stdout.String(), stderr.String(), nil
 }
 
 // get decodes `kubectl get ARGS -o json` into v.
@@ -216,14 +224,12 @@ func setUp(t *testing.T) *cluster {
 		}
 	})
 	c.kube("label", "namespace", c.ns, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/warn=restricted")
-	var stderr bytes.Buffer
-	cmd := exec.Command(c.kubectl, "-n", c.ns, "apply", "-k", filepath.Join(repo, "deploy/k8s"))
-	cmd.Stderr = &stderr
-	if out, err := cmd.Output(); err != nil {
-		t.Fatalf("kubectl apply -k deploy/k8s: %v: %s%s", err, out, stderr.Bytes())
+	_, warned, err := c.run("", "apply", "-k", filepath.Join(repo, "deploy/k8s"))
+	if err != nil {
+		t.Fatal(err)
 	}
 	// g. The restricted namespace admits the Deployment with no warning.
-	if w := strings.TrimSpace(stderr.String()); w != "" {
+	if w := strings.TrimSpace(warned); w != "" {
 		t.Errorf("kubectl apply warned: %s", w)
 	}
 	// To see the test fail when a promise breaks, TINI_HOT_K8S_BREAK
@@ -238,10 +244,8 @@ func setUp(t *testing.T) *cluster {
 	default:
 		t.Fatalf("TINI_HOT_K8S_BREAK=%s: want no-prestop or probe-true", b)
 	}
-	apply := exec.Command(c.kubectl, "-n", c.ns, "apply", "-f", "-")
-	apply.Stdin = strings.NewReader(loaderManifest)
-	if out, err := apply.CombinedOutput(); err != nil {
-		t.Fatalf("the loader pod: %v: %s", err, out)
+	if _, _, err := c.run(loaderManifest, "apply", "-f", "-"); err != nil {
+		t.Fatalf("the loader pod: %v", err)
 	}
 	start = time.Now()
 	c.kube("rollout", "status", "deployment/"+deployment, "--timeout", "5m")
