@@ -18,8 +18,9 @@ ENV PATH=/usr/local/go/bin:/usr/local/bin:/usr/bin:/bin \
 WORKDIR /src
 COPY . .
 ARG VERSION=dev
+ARG COMMIT=
 # Static binaries (CGO_ENABLED=0): they run FROM scratch.
-RUN go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/tini-hot ./cmd/tini-hot && \
+RUN go build -trimpath -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" -o /out/tini-hot ./cmd/tini-hot && \
     go build -trimpath -ldflags "-s -w" -o /out/demo ./examples/demo
 
 FROM ${BUSYBOX_IMAGE} AS busybox

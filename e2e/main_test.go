@@ -3,6 +3,7 @@ package e2e
 import (
 	"flag"
 	"fmt"
+	"github.com/tini-hot/tini-hot/internal/imagebuild"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,9 @@ func runTests(m *testing.M) int {
 		builds = map[string]string{demo: "../examples/demo"}
 	}
 	for bin, pkg := range builds {
-		build := exec.Command("go", "build", "-o", bin, pkg)
+		// -buildvcs=true: the commit in `tini-hot version` (TestVersion),
+		// whatever GOFLAGS says.
+		build := exec.Command("go", "build", "-buildvcs=true", "-o", bin, pkg)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: build %s: %v\n", pkg, err)
@@ -73,6 +76,12 @@ func runTests(m *testing.M) int {
 		}
 	}
 	code := m.Run()
+	// The images the container tests built, and their podman
+	// configuration: the host is left as it was.
+	if err := imagebuild.RemoveBuilt(); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: remove the images built: %v\n", err)
+		code = max(code, 1)
+	}
 	if code == 0 && flag.Lookup("test.run").Value.String() == "" {
 		// The whole suite ran: every helper must have been used, or it
 		// is dead code.

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -51,6 +52,14 @@ func TestUsageErrors(t *testing.T) {
 		{"restart-window-1ns", nil, []string{"--restart", "on-failure", "--restart-window", "1ns", "true"}, 2, "--restart-window 1ns: the back-off between 5 restarts (--restart-limit) takes 3.75s"},
 		{"empty-command", nil, []string{"--", ""}, 2, "the command to supervise is empty"},
 		{"ready-exec-missing", nil, []string{"--ready", "exec:/nonexistent", "true"}, 2, "--ready exec:/nonexistent: no such file or directory"},
+		// Frictions a new user met (issue 31): a hint, not only "unknown".
+		{"flag-abbreviated", nil, []string{"--grace", "30s", "true"}, 2, "unknown flag: --grace; did you mean --grace-period?"},
+		{"flag-typo", nil, []string{"--kill-timout", "3s", "true"}, 2, "did you mean --kill-timeout?"},
+		{"subcommand-flag-typo", nil, []string{"status", "--jsn"}, 2, "unknown flag: --jsn; did you mean --json?"},
+		{"listen-no-scheme", nil, []string{"-l", "http=:18555", "true"}, 2, `want SCHEME://ADDRESS; did you mean http=tcp://:18555?`},
+		{"listen-port-only", nil, []string{"-l", "18555", "true"}, 2, `did you mean tcp://:18555?`},
+		{"listen-host-port", nil, []string{"-l", "localhost:18555", "true"}, 2, `did you mean tcp://localhost:18555?`},
+		{"version-argument", nil, []string{"version", "now"}, 2, `version: unexpected argument "now"`},
 		{"control-too-long", nil, []string{"--control", "/" + strings.Repeat("c", 100<<10), "true"}, 2, "a path of 102401 bytes; a unix socket's holds at most 107"},
 	}
 	bin := initBin{"tini-hot", tiniHot}
@@ -78,13 +87,20 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-// TestVersion checks both spellings.
+// TestVersion checks both spellings: one line with the version, the
+// commit (go build records it from the repository) and the Go version;
+// and that `version --help` is help, not the version.
 func TestVersion(t *testing.T) {
+	line := regexp.MustCompile(`^tini-hot dev \(commit [0-9a-f]{40}(-dirty)?, go1\.[0-9.]+ linux/[a-z0-9]+\)\n$`)
 	for _, args := range [][]string{{"version"}, {"--version"}} {
 		p := startInit(t, initBin{"tini-hot", tiniHot}, mode{name: "plain"}, nil, args...)
-		if code := p.wait(); code != 0 || !strings.HasPrefix(p.stderr.String(), "tini-hot ") {
-			t.Fatalf("tini-hot %v: status %d, output %q", args, code, p.stderr)
+		if code := p.wait(); code != 0 || !line.MatchString(p.stderr.String()) {
+			t.Fatalf("tini-hot %v: status %d, output %q, want it to match %s", args, code, p.stderr, line)
 		}
+	}
+	p := startInit(t, initBin{"tini-hot", tiniHot}, mode{name: "plain"}, nil, "version", "--help")
+	if code := p.wait(); code != 0 || !strings.HasPrefix(p.stderr.String(), "Usage: tini-hot version\n") {
+		t.Fatalf("tini-hot version --help: status %d, output %q", code, p.stderr)
 	}
 }
 

@@ -58,7 +58,7 @@ func newHarness(t *testing.T, opts Options, setup ...func(*fakeOS)) *harness {
 		adopted:    h.os.adopted,
 		signal:     h.os.signal,
 		foreground: h.os.foreground,
-		cgroup:     func() string { return "v2" },
+		cgroup:     func() (string, string) { return "v2", "/sys/fs/cgroup" },
 		memory:     h.os.memory,
 		opened:     h.os.openedMemory,
 		figures:    h.os.figures,

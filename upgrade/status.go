@@ -78,10 +78,13 @@ const (
 	SignalsEssential = "essential"
 )
 
-// ContainerStatus is the container's memory cgroup.
+// ContainerStatus is the memory cgroup tini-hot runs in: the
+// container's, or outside a container whatever cgroup started it.
 type ContainerStatus struct {
 	// Cgroup is "v1", "v2" or "none".
 	Cgroup string `json:"cgroup"`
+	// Dir is the cgroup's directory, "" for none.
+	Dir string `json:"dir,omitempty"`
 	// MemoryLimitBytes is the limit, 0 for none.
 	MemoryLimitBytes uint64 `json:"memory_limit_bytes"`
 	// MemoryUsageBytes is the working set: usage minus inactive file
@@ -206,7 +209,7 @@ func (s *Supervisor) Status(ctx context.Context) (Status, error) {
 		f := s.sys.figures(ps.tree(g.Pid, g.Number, true))
 		st.Generations[i].GenerationUsage = &GenerationUsage{MemoryBytes: f.MemoryBytes, Processes: f.Processes, Threads: f.Threads, FDs: f.FDs, CPUSeconds: f.CPUSeconds}
 	}
-	st.Container.Cgroup = s.sys.cgroup()
+	st.Container.Cgroup, st.Container.Dir = s.sys.cgroup()
 	if m, err := s.sys.memory(); err != nil {
 		st.Container.Error = err.Error()
 	} else {

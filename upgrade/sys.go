@@ -44,10 +44,10 @@ type sys struct {
 	// signal sends sig to each of ps that is still the same process and
 	// returns how many.
 	signal func(ps []proctree.Process, sig unix.Signal) int
-	// cgroup is the container's cgroup version ("v1", "v2", "none");
-	// memory reads its memory now; opened is what was read when the
+	// cgroup is the memory cgroup's version ("v1", "v2", "none") and
+	// directory ("" for none); memory reads its memory now; opened is what was read when the
 	// cgroup was found (see usage.Deferred: at the first of these calls).
-	cgroup func() string
+	cgroup func() (version, dir string)
 	memory func() (usage.Memory, error)
 	opened func() (usage.Memory, error)
 	// figures reads what ps use.
@@ -140,7 +140,7 @@ func osSys(self int, init bool, c *usage.Container) sys {
 		},
 		signal:     proctree.SignalAll,
 		foreground: launch.PassForeground,
-		cgroup:     c.Version,
+		cgroup:     func() (string, string) { return c.Version(), c.Dir() },
 		memory:     c.Memory,
 		opened:     c.Opened,
 		figures: func(ps []proctree.Process) usage.Figures {

@@ -39,8 +39,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are set at build time with -ldflags
+// "-X main.version=... -X main.commit=..." (Dockerfile, release).
+var (
+	version = "dev"
+	commit  string
+)
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -59,11 +63,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cli.ExitUsage
 	}
 	switch {
+	case cfg.Help && cfg.Subcommand == "version":
+		fmt.Fprint(stdout, cli.VersionUsage)
+		return 0
 	case cfg.Help:
 		fmt.Fprint(stdout, cli.Usage(cfg.Flags))
 		return 0
 	case cfg.Version:
-		fmt.Fprintf(stdout, "tini-hot %s\n", version)
+		fmt.Fprint(stdout, cli.VersionLine(version, commit))
 		return 0
 	case cfg.Subcommand != "":
 		return cli.RunClient(cfg, stdout, stderr)

@@ -73,9 +73,14 @@ func buildLoader(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte("FROM scratch\nCOPY loader /loader\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command("podman", "build", "-q", "-t", "localhost/"+loaderImage, dir).CombinedOutput(); err != nil {
+	build, err := imagebuild.Podman("build", "-q", "--layers=false", "-t", "localhost/"+loaderImage, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("podman build the loader: %v: %s", err, out)
 	}
+	imagebuild.Made("localhost/" + loaderImage)
 }
 
 // repo is the repository's root.
@@ -213,6 +218,15 @@ func setUp(t *testing.T) *cluster {
 		t.Fatalf("%s: %v: %s", load, err, out)
 	}
 	t.Logf("image built and loaded in %v", time.Since(start).Round(time.Second))
+	// The cluster has its copies: podman's go (and the names load.sh
+	// tagged them with, for the node's containerd).
+	imagebuild.Made("docker.io/library/" + image)
+	imagebuild.Made("docker.io/library/" + loaderImage)
+	t.Cleanup(func() {
+		if err := imagebuild.RemoveBuilt(); err != nil {
+			t.Error(err)
+		}
+	})
 	c.kube("create", "namespace", c.ns)
 	t.Cleanup(func() {
 		if t.Failed() {

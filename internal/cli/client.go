@@ -118,7 +118,7 @@ func ParseClient(cfg *Config) (ClientOptions, error) {
 	}
 	fs := clientFlags(cfg, &o)
 	if err := fs.Parse(cfg.Args); err != nil {
-		return o, err
+		return o, didYouMean(fs, err)
 	}
 	if o.Help {
 		return o, nil
@@ -275,9 +275,11 @@ func printStatus(w io.Writer, st *upgrade.Status) {
 	c := st.Container
 	switch {
 	case c.Error != "":
-		fmt.Fprintf(w, "container: cgroup %s, memory unknown: %s\n", c.Cgroup, c.Error)
+		fmt.Fprintf(w, "memory: cgroup %s %s, unknown: %s\n", c.Cgroup, c.Dir, c.Error)
 	case c.Cgroup != "none":
-		fmt.Fprintf(w, "container: cgroup %s, memory %s, working set %s, %d OOM kills\n", c.Cgroup, usage.LimitMiB(c.MemoryLimitBytes), usage.MiB(c.MemoryUsageBytes), c.OOMKills)
+		// The cgroup by its directory, not as "the container": outside
+		// one it is whatever cgroup started tini-hot.
+		fmt.Fprintf(w, "memory: cgroup %s %s, %s, working set %s, %d OOM kills\n", c.Cgroup, c.Dir, usage.LimitMiB(c.MemoryLimitBytes), usage.MiB(c.MemoryUsageBytes), c.OOMKills)
 	}
 	if st.Signals == upgrade.SignalsEssential {
 		fmt.Fprintln(w, "signals: only those that would end tini-hot are forwarded yet, the others a few ms after start")

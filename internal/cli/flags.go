@@ -54,7 +54,8 @@ type Config struct {
 	WatchDebounce time.Duration
 	Supervisor    upgrade.Options
 	// Subcommand is reload, status, probe or prestop, with its arguments
-	// in Args; "" supervises Supervisor.Command.
+	// in Args, or version (with Version set); "" supervises
+	// Supervisor.Command.
 	Subcommand string
 	Args       []string
 }
@@ -116,7 +117,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 	cfg.Verbosity = 1
 
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, didYouMean(fs, err)
 	}
 	if cfg.Help || cfg.Version {
 		return cfg, nil
@@ -127,7 +128,13 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Config, error
 		// version` runs a program named version.
 		switch {
 		case rest[0] == "version":
-			cfg.Version = true
+			cfg.Version, cfg.Subcommand = true, "version"
+			for _, a := range rest[1:] {
+				if a != "-h" && a != "--help" {
+					return nil, fmt.Errorf("version: unexpected argument %q", a)
+				}
+				cfg.Help = true
+			}
 			return cfg, nil
 		case slices.Contains(subcommands, rest[0]):
 			cfg.Subcommand, cfg.Args = rest[0], rest[1:]

@@ -252,7 +252,7 @@ func TestPrintStatus(t *testing.T) {
 	slot0 := 0
 	st := upgrade.Status{
 		Pid: 1, State: "running", Reloads: upgrade.ReloadCounters{Requested: 1, Refused: 1},
-		Container: upgrade.ContainerStatus{Cgroup: "v1", MemoryLimitBytes: 96 << 20, MemoryUsageBytes: 60<<20 + 820<<10, OOMKills: 2},
+		Container: upgrade.ContainerStatus{Cgroup: "v1", Dir: "/sys/fs/cgroup/memory/user.slice", MemoryLimitBytes: 96 << 20, MemoryUsageBytes: 60<<20 + 820<<10, OOMKills: 2},
 		Generations: []upgrade.GenerationStatus{
 			{Number: 1, Pid: 13, State: "serving", Started: started, Ready: &ready, NoticesIgnored: 3, Slot: &slot0, Queued: 2,
 				GenerationUsage: &upgrade.GenerationUsage{MemoryBytes: 51 << 20, Processes: 1, Threads: 7, FDs: 9, CPUSeconds: 0.25}},
@@ -266,7 +266,8 @@ func TestPrintStatus(t *testing.T) {
 	printStatus(&b, &st)
 	for _, want := range []string{
 		"1 refused",
-		"container: cgroup v1, memory limit 96 MiB, working set 60.8 MiB, 2 OOM kills",
+		// Named by its directory: outside a container it is not one.
+		"memory: cgroup v1 /sys/fs/cgroup/memory/user.slice, limit 96 MiB, working set 60.8 MiB, 2 OOM kills",
 		"MEMORY  PROCS  THREADS  FDS  CPU",
 		"24ms   51 MiB  1      7        9    0.25s",
 		"generation 1: 3 notify messages ignored, from processes outside it (the log names them)",
@@ -276,6 +277,9 @@ func TestPrintStatus(t *testing.T) {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("status lacks %q:\n%s", want, b.String())
 		}
+	}
+	if strings.Contains(b.String(), "container") {
+		t.Errorf("status calls the cgroup a container:\n%s", b.String())
 	}
 	const early = "signals: only those that would end tini-hot are forwarded yet"
 	if strings.Contains(b.String(), early) {

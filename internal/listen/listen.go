@@ -79,6 +79,29 @@ func validName(name string) bool {
 // the last a NUL.
 const MaxSocketPath = 107
 
+// schemeHint is raw as a TCP URL when raw is a TCP address without its
+// scheme (":8080", "8080", "127.0.0.1:8080", "[::1]:8080"), else "".
+func schemeHint(raw string) string {
+	if n, err := strconv.ParseUint(raw, 10, 16); err == nil && raw == strconv.FormatUint(n, 10) {
+		return "tcp://:" + raw
+	}
+	if _, port, err := net.SplitHostPort(raw); err == nil && port != "" && !strings.Contains(raw, "/") {
+		if _, err := strconv.ParseUint(port, 10, 16); err == nil {
+			return "tcp://" + raw
+		}
+	}
+	return ""
+}
+
+// knownScheme reports whether scheme is one Parse takes.
+func knownScheme(scheme string) bool {
+	switch scheme {
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6", "unix":
+		return true
+	}
+	return false
+}
+
 // Parse reads [NAME=]URL: tcp://HOST:PORT, tcp4://..., tcp6://[::]:PORT,
 // udp://HOST:PORT (also udp4, udp6), with the option ?flows=quic, or
 // unix:///path/app.sock.
@@ -94,6 +117,13 @@ func Parse(s string) (Spec, error) {
 		spec.Name = DefaultName
 	}
 	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || (u.Opaque != "" && !knownScheme(u.Scheme)) {
+		if fix := schemeHint(raw); fix != "" {
+			// ":8080", "8080", "localhost:8080": a TCP address without
+			// its scheme.
+			return spec, fmt.Errorf("listen %q: want SCHEME://ADDRESS; did you mean %s%s?", s, strings.TrimSuffix(s, raw), fix)
+		}
+	}
 	if err != nil {
 		return spec, fmt.Errorf("listen %q: %w", s, err)
 	}

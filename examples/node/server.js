@@ -1,0 +1,44 @@
+// A Node.js HTTP server that tini-hot can upgrade with no request lost.
+// No package needed. Run it as tini-hot runs it:
+//
+//   tini-hot -l http=tcp://:8080 --ready notify -- node server.js
+//
+// GET /?sleep=N answers after N seconds: "ospid:PID gen:N".
+//
+// The four things any application does to be upgraded in place:
+//  1. take the socket tini-hot bound: fd 3 (LISTEN_FDS, LISTEN_PID), never bind;
+//  2. say READY=1 on $NOTIFY_SOCKET once it can serve. Node cannot send a
+//     unix datagram, so it runs systemd-notify (Debian package systemd);
+//     tini-hot takes READY=1 from any process of the generation;
+//  3. on SIGTERM, close the listening socket first, then finish the requests
+//     in hand, then exit: the next generation already takes new connections;
+//  4. close idle keep-alive connections, and answer the busy ones with
+//     "Connection: close", so that no client sends to a process that is leaving.
+'use strict';
+const http = require('node:http');
+const { execFileSync } = require('node:child_process');
+
+const inherited = process.env.LISTEN_PID === String(process.pid) && Number(process.env.LISTEN_FDS) >= 1;
+let draining = false;
+
+const server = http.createServer((req, res) => {
+  const sleep = Number(new URL(req.url, 'http://x').searchParams.get('sleep') || 0);
+  if (sleep > 0) console.error(`app: pid ${process.pid}: ${req.url} started`);
+  setTimeout(() => {
+    if (draining) res.setHeader('Connection', 'close');
+    res.setHeader('Content-Type', 'text/plain');
+    res.end(`ospid:${process.pid} gen:${process.env.TINI_HOT_GENERATION || ''}\n`);
+  }, sleep * 1000);
+});
+
+server.listen(inherited ? { fd: 3 } : { port: Number(process.env.PORT || 8080) }, () => {
+  if (process.env.NOTIFY_SOCKET) execFileSync('systemd-notify', ['--ready']);
+});
+
+function drain() {
+  draining = true;
+  server.close(() => process.exit(0)); // stop accepting; called once every connection is closed
+  server.closeIdleConnections();
+}
+process.on('SIGTERM', drain);
+process.on('SIGINT', drain);
