@@ -23,32 +23,40 @@ func initArgs(m mode, args ...string) []string {
 	return args
 }
 
+// exitCases are the exit statuses an init must pass on: each command
+// (sh -c) under the flags gives want.
+var exitCases = []struct {
+	name  string
+	flags []string
+	cmd   string
+	want  int
+}{
+	{"zero", nil, "exit 0", 0},
+	{"seven", nil, "exit 7", 7},
+	{"sigterm", nil, "kill -TERM $$", 143},
+	{"sigkill", nil, "kill -KILL $$", 137},
+	{"remapped", []string{"-e", "7"}, "exit 7", 0},
+	{"not-remapped", []string{"-e", "7"}, "exit 8", 8},
+}
+
 func TestExitStatus(t *testing.T) {
-	cases := []struct {
-		name  string
-		flags []string
-		cmd   string
-		want  int
-	}{
-		{"zero", nil, "exit 0", 0},
-		{"seven", nil, "exit 7", 7},
-		{"sigterm", nil, "kill -TERM $$", 143},
-		{"sigkill", nil, "kill -KILL $$", 137},
-		{"remapped", []string{"-e", "7"}, "exit 7", 0},
-		{"not-remapped", []string{"-e", "7"}, "exit 8", 8},
-	}
 	for _, bin := range inits(t) {
-		for _, m := range modes {
-			for _, c := range cases {
-				t.Run(bin.name+"/"+m.name+"/"+c.name, func(t *testing.T) {
-					t.Parallel()
-					args := initArgs(m, append(c.flags, "--", "sh", "-c", c.cmd)...)
-					p := startInit(t, bin, m, nil, args...)
-					if got := p.wait(); got != c.want {
-						t.Fatalf("%s %v: exit status %d, want %d; output:\n%s", bin.name, args, got, c.want, p.stderr)
-					}
-				})
-			}
+		testExitStatus(t, bin, modes)
+	}
+}
+
+// testExitStatus runs exitCases against bin in each of modes.
+func testExitStatus(t *testing.T, bin initBin, modes []mode) {
+	for _, m := range modes {
+		for _, c := range exitCases {
+			t.Run(bin.name+"/"+m.name+"/"+c.name, func(t *testing.T) {
+				t.Parallel()
+				args := initArgs(m, append(c.flags, "--", "sh", "-c", c.cmd)...)
+				p := startInit(t, bin, m, nil, args...)
+				if got := p.wait(); got != c.want {
+					t.Fatalf("%s %v: exit status %d, want %d; output:\n%s", bin.name, args, got, c.want, p.stderr)
+				}
+			})
 		}
 	}
 }

@@ -215,7 +215,7 @@ wait:
 // off to 1 s) instead of returning it. Every generation shares the
 // socket's file description, and a shutdown(2) by any of them makes
 // accept(2) fail with EINVAL for all; tini-hot makes a TCP socket listen
-// again at once (see tini-hot's README, "A generation that shuts the
+// again at once (see tini-hot's docs/OPERATIONS.md, "A generation that shuts the
 // shared socket down"). Our own Close gives net.ErrClosed, never EINVAL.
 type shutTolerant struct{ net.Listener }
 

@@ -143,7 +143,7 @@ const SettleAfter = 5 * time.Second
 // Nor unless tini-hot's RssAnon has grown by firstCollectionAfter since
 // Run began: the first release is the Go runtime's first collection,
 // which costs the collector's lists for each size class in use, kept for
-// good (README, "Footprint"), more than a little garbage is worth. An
+// good (docs/INTERNALS.md, "Footprint"), more than a little garbage is worth. An
 // application's READY=1 with nothing after it would have taken an idle
 // tini-hot from 1.4 MiB to 1.7; probes and scrapes pass the mark within a
 // minute, and collecting then, while the heap is small, keeps tini-hot

@@ -12,7 +12,7 @@
 //	                 as hotapp does: close the listener, then shut down
 //	-mode naive      takes the socket from tini-hot (LISTEN_FDS) and, on
 //	                 SIGTERM, calls http.Server.Shutdown without closing
-//	                 its listener first: the drain trap README describes
+//	                 its listener first: the drain trap docs/OPERATIONS.md describes
 //	-mode escaper    hot, and generation 1, when it drains, leaves behind
 //	                 an escaped process: setsid, with no environment,
 //	                 holding the socket and resetting every connection it

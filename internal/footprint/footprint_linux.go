@@ -20,7 +20,7 @@ import (
 // It runs two garbage collections and gives every free page back. The
 // collector's first two collections cost it memory for good, its central
 // lists for each size class of object in use, in two generations that
-// alternate from one collection to the next (README, "Footprint"): paid
+// alternate from one collection to the next (docs/INTERNALS.md, "Footprint"): paid
 // now, with the heap at its smallest, an idle tini-hot reads what it will
 // read once it has worked, instead of a figure it leaves at its first
 // reload, probe or scrape. Measured as PID 1 serving the demo, idle and

@@ -38,6 +38,7 @@ var (
 
 	builtMu sync.Mutex
 	built   []string // the images this process made, in order
+	lists   []string // the manifest lists it made
 )
 
 // Env is the environment of a podman command with the tests'
@@ -92,15 +93,32 @@ func Made(image string) {
 	built = append(built, image)
 }
 
-// RemoveBuilt removes the images this process made (Build, Base, Made),
-// and the tests' podman configuration. Images that were there before
-// stay.
+// MadeList records that this process made the manifest list name, for
+// RemoveBuilt.
+func MadeList(name string) {
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	lists = append(lists, name)
+}
+
+// RemoveBuilt removes the manifest lists and images this process made
+// (Build, Base, Made, MadeList), and the tests' podman configuration.
+// Images that were there before stay.
 func RemoveBuilt() error {
 	builtMu.Lock()
-	images := built
-	built = nil
+	images, made := built, lists
+	built, lists = nil, nil
 	builtMu.Unlock()
 	var errs []error
+	// Lists first: podman rmi refuses a list and its images together.
+	for _, l := range made {
+		if _, err := run("image", "exists", l); err != nil {
+			continue // never made, or gone
+		}
+		if _, err := run("manifest", "rm", l); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if len(images) > 0 {
 		if _, err := run(append([]string{"rmi", "--force", "--ignore"}, images...)...); err != nil {
 			errs = append(errs, err)

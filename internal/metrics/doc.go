@@ -7,7 +7,7 @@
 // its status (one copy, made on the supervisor's loop without reading
 // /proc there) and never blocks that loop; nothing in the supervisor
 // calls into this package. Rendering uses github.com/VictoriaMetrics/metrics,
-// chosen over prometheus/client_golang for its footprint (see README).
+// chosen over prometheus/client_golang for its footprint (see docs/INTERNALS.md).
 //
 // The endpoint is a small server of its own (serve.go), not net/http's:
 // one request per connection, GET or HEAD /metrics, its head read by
