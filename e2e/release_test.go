@@ -43,6 +43,8 @@ var releaseArchs = []struct {
 // tini-hot answers `version`; the image's manifest list names every
 // architecture.
 func TestRelease(t *testing.T) {
+	// Beside the others: most of its time is compiling, theirs waiting.
+	t.Parallel()
 	requirePodman(t)
 	for _, prog := range []string{"qemu-aarch64-static", "qemu-riscv64-static"} {
 		if _, err := exec.LookPath(prog); err != nil {

@@ -64,6 +64,9 @@ func helperEscaper() int {
 		for {
 			c, err := l.Accept()
 			if err != nil {
+				// EMFILE, a socket shut down under it: try again, without
+				// spinning on a CPU the test's load needs.
+				time.Sleep(10 * time.Millisecond)
 				continue
 			}
 			_ = c.(*net.TCPConn).SetLinger(0)
