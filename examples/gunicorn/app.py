@@ -6,7 +6,9 @@ gunicorn takes the socket from LISTEN_FDS (it never binds when it is
 given one), sends READY=1 to $NOTIFY_SOCKET once its workers run, and on
 SIGTERM stops accepting, lets each worker finish its request and exits
 (--graceful-timeout, 30 s by default: keep it below tini-hot's
---drain-timeout).
+--drain-timeout). A sync worker that holds a connection on which no
+request has come yet waits for it until then, so that is how long a drain
+can last.
 
 GET /?sleep=N answers after N seconds: "ospid:PID gen:N".
 """

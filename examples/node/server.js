@@ -12,7 +12,8 @@
 //     tini-hot takes READY=1 from any process of the generation;
 //  3. on SIGTERM, close the listening socket first, then finish the requests
 //     in hand, then exit: the next generation already takes new connections;
-//  4. close idle keep-alive connections, and answer the busy ones with
+//  4. close the connections with no request in flight (idle keep-alive ones, and
+//     those a client opened and has not used yet), and answer the busy ones with
 //     "Connection: close", so that no client sends to a process that is leaving.
 'use strict';
 const http = require('node:http');
@@ -21,7 +22,16 @@ const { execFileSync } = require('node:child_process');
 const inherited = process.env.LISTEN_PID === String(process.pid) && Number(process.env.LISTEN_FDS) >= 1;
 let draining = false;
 
+// Requests in flight on each open connection: at the drain, a connection
+// with none is closed at once, including one that never sent a request
+// (clients open spare connections; closeIdleConnections leaves those).
+const inFlight = new Map();
+
 const server = http.createServer((req, res) => {
+  inFlight.set(req.socket, (inFlight.get(req.socket) || 0) + 1);
+  res.on('finish', () => {
+    if (inFlight.has(req.socket)) inFlight.set(req.socket, inFlight.get(req.socket) - 1);
+  });
   const sleep = Number(new URL(req.url, 'http://x').searchParams.get('sleep') || 0);
   if (sleep > 0) console.error(`app: pid ${process.pid}: ${req.url} started`);
   setTimeout(() => {
@@ -31,6 +41,11 @@ const server = http.createServer((req, res) => {
   }, sleep * 1000);
 });
 
+server.on('connection', (socket) => {
+  inFlight.set(socket, 0);
+  socket.on('close', () => inFlight.delete(socket));
+});
+
 server.listen(inherited ? { fd: 3 } : { port: Number(process.env.PORT || 8080) }, () => {
   if (process.env.NOTIFY_SOCKET) execFileSync('systemd-notify', ['--ready']);
 });
@@ -38,7 +53,7 @@ server.listen(inherited ? { fd: 3 } : { port: Number(process.env.PORT || 8080) }
 function drain() {
   draining = true;
   server.close(() => process.exit(0)); // stop accepting; called once every connection is closed
-  server.closeIdleConnections();
+  for (const [socket, n] of inFlight) if (n === 0) socket.destroy();
 }
 process.on('SIGTERM', drain);
 process.on('SIGINT', drain);
