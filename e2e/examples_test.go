@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"net"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,38 +23,33 @@ func TestExamples(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, ex := range []struct {
-		name, needs string
-		command     []string
+		name     string
+		command  []string
+		programs []string // what it needs, and the Debian packages they come from
+		packages string
 		// idle: a connection that never sends a request must not hold
 		// the drain (gunicorn's sync workers wait for it until
 		// --graceful-timeout).
 		idle bool
 	}{
-		{"python", "python3", []string{"python3", filepath.Join(examples, "python/app.py")}, true},
-		{"gunicorn", "gunicorn (Debian package gunicorn)", []string{"gunicorn", "--chdir", filepath.Join(examples, "gunicorn"), "-w", "2", "app:app"}, false},
-		{"node", "node (Debian package nodejs) and systemd-notify (Debian package systemd)", []string{"node", filepath.Join(examples, "node/server.js")}, true},
+		{"python", []string{"python3", filepath.Join(examples, "python/app.py")}, []string{"python3"}, "python3", true},
+		{"gunicorn", []string{"gunicorn", "--chdir", filepath.Join(examples, "gunicorn"), "-w", "2", "app:app"}, []string{"gunicorn"}, "gunicorn", false},
+		{"node", []string{"node", filepath.Join(examples, "node/server.js")}, []string{"node", "systemd-notify"}, "nodejs and systemd", true},
 	} {
 		t.Run(ex.name, func(t *testing.T) {
 			t.Parallel()
 			requireNamespaces(t)
-			for _, prog := range []string{ex.command[0], "systemd-notify"} {
-				if _, err := exec.LookPath(prog); err != nil && (prog != "systemd-notify" || ex.name == "node") {
-					need(t, "%s", ex.needs)
+			for _, prog := range ex.programs {
+				if _, err := exec.LookPath(prog); err != nil {
+					need(t, "%s (Debian packages %s)", prog, ex.packages)
 				}
 			}
-			addr := freeAddr(t)
-			url := "http://" + addr + "/"
-			args := append([]string{"-l", "http=tcp://" + addr, "--ready", "notify", "--"}, ex.command...)
-			p := startInit(t, initBin{"tini-hot", tiniHot}, mode{"pid1", true}, nil, args...)
-			waitFor(t, ex.name+" to answer", func() (string, bool) {
-				body, err := get(http.DefaultClient, url)
-				return body, err == nil
-			})
+			p, url := startServer(t, mode{"pid1", true}, ex.command)
 			if ex.idle {
 				// Accepted by generation 1 and never used, as a client's
 				// spare connection is (Go's transport keeps one): it
 				// must not keep generation 1 from draining.
-				c, err := net.Dial("tcp", addr)
+				c, err := net.Dial("tcp", strings.TrimSuffix(strings.TrimPrefix(url, "http://"), "/"))
 				if err != nil {
 					t.Fatal(err)
 				}

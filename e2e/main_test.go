@@ -3,12 +3,13 @@ package e2e
 import (
 	"flag"
 	"fmt"
-	"github.com/tini-hot/tini-hot/internal/imagebuild"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"testing"
+
+	"github.com/tini-hot/tini-hot/internal/imagebuild"
 )
 
 // tiniHot is the path of the binary under test and demo the example

@@ -84,12 +84,20 @@ func slowRequest(t *testing.T, url string, secs int, log func() string) (<-chan 
 // startDemo runs the demo server under tini-hot on a fresh port.
 func startDemo(t *testing.T, m mode, flags ...string) (*proc, string) {
 	t.Helper()
+	return startServer(t, m, []string{demo}, flags...)
+}
+
+// startServer runs the HTTP server command under tini-hot with flags,
+// its socket on a fresh port and --ready notify, and returns once it
+// answers, with its URL.
+func startServer(t *testing.T, m mode, command []string, flags ...string) (*proc, string) {
+	t.Helper()
 	addr := freeAddr(t)
 	args := append([]string{"-l", "http=tcp://" + addr, "--ready", "notify"}, flags...)
-	args = append(args, "--", demo)
+	args = append(append(args, "--"), command...)
 	p := startInit(t, initBin{"tini-hot", tiniHot}, m, nil, args...)
 	url := "http://" + addr + "/"
-	waitFor(t, "the demo to answer", func() (string, bool) {
+	waitFor(t, command[0]+" to answer", func() (string, bool) {
 		body, err := get(http.DefaultClient, url)
 		return body, err == nil
 	})

@@ -25,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -128,11 +127,13 @@ func run(out, version string, image bool, imageName string) error {
 	fmt.Printf("tini-hot %s (commit %s) into %s\n", version, commit, out)
 
 	var files []string
-	for _, t := range targets {
+	bins := make([]string, len(targets)) // by index in targets
+	for i, t := range targets {
 		bin := filepath.Join(out, fmt.Sprintf("tini-hot_%s_linux_%s", version, t.name()))
 		if err := build(root, t, version, commit, bin); err != nil {
 			return err
 		}
+		bins[i] = bin
 		files = append(files, bin)
 		for _, format := range formats {
 			pkg, err := pack(format, t, version, mtime, bin, out)
@@ -143,7 +144,7 @@ func run(out, version string, image bool, imageName string) error {
 		}
 	}
 	if image {
-		archive, err := buildImage(imageName+":"+version, out, version, files)
+		archive, err := buildImage(imageName+":"+version, out, version, bins)
 		if err != nil {
 			return err
 		}
@@ -238,10 +239,10 @@ func pack(format string, t target, version string, mtime time.Time, bin, dir str
 	return name, f.Close()
 }
 
-// buildImage builds one FROM scratch image per target from the binaries
-// among files, puts them in the manifest list name, and writes the list
-// with its images as an OCI archive into out.
-func buildImage(name, out, version string, files []string) (string, error) {
+// buildImage builds one FROM scratch image per target from its binary
+// (bins, in the order of targets), puts them in the manifest list name,
+// and writes the list with its images as an OCI archive into out.
+func buildImage(name, out, version string, bins []string) (string, error) {
 	if _, err := exec.LookPath("podman"); err != nil {
 		return "", errors.New("podman is needed for the image (Debian package podman), or give -image=false")
 	}
@@ -259,12 +260,8 @@ func buildImage(name, out, version string, files []string) (string, error) {
 	if err := podman("manifest", "create", name); err != nil {
 		return "", err
 	}
-	for _, t := range targets {
-		bin := filepath.Join(out, fmt.Sprintf("tini-hot_%s_linux_%s", version, t.name()))
-		if !slices.Contains(files, bin) {
-			return "", fmt.Errorf("no binary for %s", t.name())
-		}
-		if err := copyFile(bin, filepath.Join(ctx, "tini-hot")); err != nil {
+	for i, t := range targets {
+		if err := copyFile(bins[i], filepath.Join(ctx, "tini-hot")); err != nil {
 			return "", err
 		}
 		// FROM scratch and COPY run nothing: no emulator is needed.

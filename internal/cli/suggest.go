@@ -17,13 +17,16 @@ func didYouMean(fs *pflag.FlagSet, err error) error {
 		return err
 	}
 	given := ne.GetSpecifiedName()
+	if len(given) < 2 {
+		return err // "--x": anything would be near
+	}
 	var near []string
 	fs.VisitAll(func(f *pflag.Flag) {
 		if strings.HasPrefix(f.Name, given) || strings.HasPrefix(given, f.Name) || editDistance(given, f.Name) <= 2 {
 			near = append(near, "--"+f.Name)
 		}
 	})
-	if len(near) == 0 || len(given) < 2 {
+	if len(near) == 0 {
 		return err
 	}
 	return fmt.Errorf("%w; did you mean %s?", err, strings.Join(near, " or "))
