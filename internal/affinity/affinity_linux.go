@@ -83,33 +83,35 @@ func Pin() (unpin func()) {
 	var one cpuSet
 	one.set(cpu)
 	syscall.ForkLock.RLock()
-	pinned := setAll(&one)
+	settle(&one)
 	return func() {
 		defer syscall.ForkLock.RUnlock()
-		// Until no thread is new: one started by a thread still pinned
-		// was pinned by inheritance, and is found on the next pass.
-		for done := []int(nil); len(pinned) > 0; {
-			done = append(done, pinned...)
-			pinned = nil
-			for _, tid := range setAll(&orig) {
-				if !slices.Contains(done, tid) {
-					pinned = append(pinned, tid)
-				}
-			}
-		}
+		settle(&orig)
 	}
 }
 
-// setAll gives every thread of the process the CPUs in set, and returns
-// the threads it set.
-func setAll(set *cpuSet) []int {
+// settle gives every thread of the process the CPUs in set, those started
+// meanwhile too: a thread started by one not yet set, after the pass read
+// the list, inherits the CPUs of before, and is found on the next pass.
+// It ends after a pass that finds no thread it had not set: every thread
+// that pass read had been set before it, so none started another with the
+// old CPUs.
+func settle(set *cpuSet) {
 	var done []int
-	for _, tid := range threads() {
-		if setaffinity(tid, set) == nil {
+	for {
+		found := false
+		for _, tid := range threads() {
+			if slices.Contains(done, tid) {
+				continue
+			}
+			found = true
+			_ = setaffinity(tid, set) // one gone meanwhile has no CPUs to set
 			done = append(done, tid)
 		}
+		if !found {
+			return
+		}
 	}
-	return done
 }
 
 // threads are the thread ids of the process, none if /proc cannot be

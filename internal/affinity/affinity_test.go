@@ -3,8 +3,10 @@ package affinity
 import (
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -128,4 +130,62 @@ func blockAll(n int) {
 		})
 	}
 	wg.Wait()
+}
+
+// TestPinWhileThreadsStart: threads that start while Pin and unpin set
+// the others, started by one not set yet, are set too. Goroutines that
+// end locked to their thread end it, and the next need a new one.
+func TestPinWhileThreadsStart(t *testing.T) {
+	var orig unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &orig); err != nil {
+		t.Fatal(err)
+	}
+	if orig.Count() < 2 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI machine with %d CPU: Pin cannot be tested", orig.Count())
+		}
+		t.Skipf("%d CPU: Pin does nothing", orig.Count())
+	}
+	stop := make(chan struct{})
+	var churn sync.WaitGroup
+	var started atomic.Int64
+	for range 4 {
+		churn.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+					started.Add(1)
+					ts := syscall.NsecToTimespec(int64(20 * time.Microsecond))
+					_ = syscall.Nanosleep(&ts, nil)
+				}()
+				<-done
+			}
+		})
+	}
+	defer func() { close(stop); churn.Wait() }()
+	for round := range 200 {
+		unpin := Pin()
+		for _, th := range readAll(t) {
+			if th.set.Count() != 1 {
+				unpin()
+				t.Fatalf("round %d: thread %d pinned to %d CPUs", round, th.tid, th.set.Count())
+			}
+		}
+		unpin()
+		for _, th := range readAll(t) {
+			if th.set != orig {
+				t.Fatalf("round %d: thread %d after unpin: %d CPUs, want the %d of before", round, th.tid, th.set.Count(), orig.Count())
+			}
+		}
+	}
+	if started.Load() < 200 {
+		t.Fatalf("%d threads started in 200 rounds: the test cannot fail", started.Load())
+	}
 }
