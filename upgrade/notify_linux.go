@@ -103,6 +103,9 @@ type notifySocket struct {
 	// delivered: no longer in the socket's queue, not yet in the
 	// supervisor's channel (see Pending).
 	held atomic.Int32
+	// pace is Serve's: notifyPaceCount per notifyPaceWindow (tests
+	// change it before Serve).
+	pace pace.Pacer
 }
 
 func newNotifySocket(name string) (*notifySocket, error) {
@@ -123,7 +126,7 @@ func newNotifySocket(name string) (*notifySocket, error) {
 		conn.Close()
 		return nil, fmt.Errorf("notify socket @%s: SO_PASSCRED: %w", name, err)
 	}
-	return &notifySocket{conn: conn, addr: "@" + name}, nil
+	return &notifySocket{conn: conn, addr: "@" + name, pace: pace.Pacer{Count: notifyPaceCount, Window: notifyPaceWindow}}, nil
 }
 
 // Env is the NOTIFY_SOCKET value.
@@ -141,7 +144,7 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 	// are close-on-exec (net reads with MSG_CMSG_CLOEXEC), so a
 	// generation started meanwhile gets none.
 	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4))
-	paced := pace.Pacer{Count: notifyPaceCount, Window: notifyPaceWindow}
+	paced := s.pace
 	for {
 		n, oobn, _, _, err := s.conn.ReadMsgUnix(buf, oob)
 		if err != nil {
@@ -151,10 +154,13 @@ func (s *notifySocket) Serve(gen int, out chan<- notifyEvent, done <-chan struct
 		}
 		s.held.Store(1)
 		ev := notifyEvent{gen: gen, notice: parseNotice(buf[:n]), at: time.Now()}
+		// The fd it carries is tini-hot's from now on: kept (a
+		// barrier's) or closed here, before anything can return.
+		ev.sender, ev.barrier = control(oob[:oobn], ev.notice.barrier)
 		if !paced.Wait(done) {
+			ev.release()
 			return
 		}
-		ev.sender, ev.barrier = control(oob[:oobn], ev.notice.barrier)
 		select {
 		case out <- ev:
 			s.held.Store(0)

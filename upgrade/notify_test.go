@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/tini-hot/tini-hot/internal/pace"
+	"github.com/tini-hot/tini-hot/internal/wait"
 )
 
 func TestParseNotice(t *testing.T) {
@@ -100,25 +103,7 @@ func TestNotifyFdsDropped(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	pipe, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(r.Fd())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// fds counts this process's fds of the pipe sent: other fds may come
-	// and go meanwhile (the runtime's, a previous test's closing).
-	fds := func() int {
-		ents, err := os.ReadDir("/proc/self/fd")
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for _, e := range ents {
-			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == pipe {
-				n++
-			}
-		}
-		return n
-	}
+	fds := pipeFds(t, r)
 	before := fds()
 	for range 10 {
 		if err := send("FDSTORE=1\nREADY=1", int(r.Fd()), int(w.Fd()), int(r.Fd()), int(w.Fd())); err != nil {
@@ -136,6 +121,92 @@ func TestNotifyFdsDropped(t *testing.T) {
 	if after := fds(); after != before || before != 2 {
 		t.Errorf("%d fds of the pipe after 10 messages carrying 4 of them each, %d before", after, before)
 	}
+}
+
+// pipeFds returns a function that counts this process's fds of r's pipe:
+// other fds may come and go meanwhile (the runtime's, a previous test's
+// closing).
+func pipeFds(t *testing.T, r *os.File) func() int {
+	t.Helper()
+	pipe, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(r.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range ents {
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == pipe {
+				n++
+			}
+		}
+		return n
+	}
+}
+
+// TestNotifyFdsClosedWhenPaced: a generation that ends while its notify
+// socket's reader waits for its pace leaves no fd in tini-hot: the fd
+// the datagram read carried is closed. The reader used to return before
+// it looked at the datagram's control data, and kept that fd for the
+// container's life, one per generation ended so.
+func TestNotifyFdsClosedWhenPaced(t *testing.T) {
+	s, err := newNotifySocket("tini-hot-test-" + t.Name() + "-" + time.Now().Format("150405.000000000"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.pace = pace.Pacer{Count: 1, Window: time.Hour} // the second datagram waits
+	out := make(chan notifyEvent, 1)
+	done := make(chan struct{})
+	returned := make(chan struct{})
+	go func() { s.Serve(7, out, done); close(returned) }()
+	c, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(c)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	fds := pipeFds(t, r)
+	send := func(msg string) {
+		t.Helper()
+		if err := unix.Sendmsg(c, []byte(msg), unix.UnixRights(int(w.Fd())), &unix.SockaddrUnix{Name: s.Env()}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("STATUS=1")
+	(<-out).release()
+	// The second, a barrier, whose fd tini-hot keeps until it is
+	// handled: read, and held in the pace's wait.
+	send("BARRIER=1")
+	wait.Until(t, "the barrier to be read", func() bool { return s.held.Load() == 1 && queued(t, s) == 0 })
+	close(done)
+	<-returned
+	if n := fds(); n != 2 {
+		t.Fatalf("%d fds of the pipe after the reader returned, want 2 (the test's own)", n)
+	}
+}
+
+// queued is the size of the next datagram in s's queue (SIOCINQ), 0 for
+// none.
+func queued(t *testing.T, s *notifySocket) int {
+	t.Helper()
+	raw, err := s.conn.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if cerr := raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil || err != nil {
+		t.Fatal(cerr, err)
+	}
+	return n
 }
 
 // TestNotifyBarrier: BARRIER=1's fd comes with its event and stays open
