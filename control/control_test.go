@@ -387,3 +387,83 @@ func TestEvictionsLoggedOnce(t *testing.T) {
 		t.Fatalf("%d eviction lines, refused %v, in:\n%.2000s", n, strings.Contains(out, "refused"), out)
 	}
 }
+
+// TestSocketFileRemoved: a removed socket file is bound again, mode 0600,
+// and said once; a connection opened before goes on. A path that then
+// names another file is reported, not taken, and Close leaves it.
+func TestSocketFileRemoved(t *testing.T) {
+	defer func(d time.Duration) { keepEvery = d }(keepEvery)
+	keepEvery = 10 * time.Millisecond
+	var logged syncbuf.Buffer
+	var waiting atomic.Int32
+	release := make(chan struct{})
+	handle := func(ctx context.Context, r Request) Response {
+		if r.Op == OpReload {
+			waiting.Add(1)
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return Response{Error: "gone"}
+			}
+		}
+		return Response{OK: true, Generation: 1}
+	}
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	s, err := Listen(path, handle, slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// A reload in progress across the removal: answered when released.
+	answered := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		resp, err := Do(ctx, path, Request{Op: OpReload})
+		if err == nil && !resp.OK {
+			err = errors.New(resp.Error)
+		}
+		answered <- err
+	}()
+	wait.Until(t, "the reload to wait", func() bool { return waiting.Load() == 1 })
+	for round := range 3 {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		wait.Until(t, "the socket file to be bound again", func() bool {
+			c, err := net.Dial("unix", path) // the file comes at bind, before listen
+			if err == nil {
+				c.Close()
+			}
+			return err == nil
+		})
+		if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("round %d: socket mode %v, %v; want 0600", round, fi.Mode(), err)
+		}
+		probe(t, path)
+	}
+	if n := strings.Count(logged.String(), "its file was removed; bound again"); n != 3 {
+		t.Fatalf("%d lines for 3 removals:\n%s", n, logged.String())
+	}
+	close(release)
+	if err := <-answered; err != nil {
+		t.Fatalf("the reload begun before the removals: %v", err)
+	}
+	// Another file in its place: said once, left alone.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("not a socket"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait.Until(t, "the other file to be reported", func() bool {
+		return strings.Contains(logged.String(), "its path now names another file")
+	})
+	s.Close()
+	if got, err := os.ReadFile(path); err != nil || string(got) != "not a socket" {
+		t.Fatalf("after Close, the other file: %q, %v", got, err)
+	}
+	if n := strings.Count(logged.String(), "names another file"); n != 1 {
+		t.Fatalf("%d lines for one replacement:\n%s", n, logged.String())
+	}
+}

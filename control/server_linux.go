@@ -42,9 +42,12 @@ const (
 	closeWait = 200 * time.Millisecond
 )
 
+// keepEvery is how often the server looks for its socket file, to bind
+// it again if it was removed; shorter in tests.
+var keepEvery = 2 * time.Second
+
 // Server serves the control socket.
 type Server struct {
-	ln     *net.UnixListener
 	path   string
 	handle Handler
 	log    *slog.Logger
@@ -56,8 +59,40 @@ type Server struct {
 	reading *evict.Reading // connections still sending their request
 
 	mu      sync.Mutex
+	ln      *net.UnixListener
+	file    fileID                 // the socket file ln was bound to
+	lost    bool                   // the path names another file: said once
 	conns   map[*net.UnixConn]bool // open connections
 	waiting int
+}
+
+// fileID is a file's device and inode.
+type fileID struct{ dev, ino uint64 }
+
+// lstat is the file at path's fileID.
+func lstat(path string) (fileID, error) {
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err != nil {
+		return fileID{}, err
+	}
+	return fileID{uint64(st.Dev), st.Ino}, nil
+}
+
+// bind creates the socket file at path, mode 0600 (from the umask at
+// bind time), and returns its listener and the file's fileID.
+func bind(path string) (*net.UnixListener, fileID, error) {
+	old := unix.Umask(0o177)
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	unix.Umask(old)
+	if err != nil {
+		return nil, fileID{}, fmt.Errorf("control socket: %w", err)
+	}
+	id, err := lstat(path)
+	if err != nil {
+		ln.Close()
+		return nil, fileID{}, fmt.Errorf("control socket: %w", err)
+	}
+	return ln, id, nil
 }
 
 // Listen creates the socket at path (mode 0600; a stale socket file is
@@ -76,19 +111,70 @@ func Listen(path string, h Handler, log *slog.Logger) (*Server, error) {
 		}
 		_ = os.Remove(path) // stale; Listen reports what still fails
 	}
-	// The socket file gets mode 0600 from the umask at bind time.
-	old := unix.Umask(0o177)
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	unix.Umask(old)
+	ln, id, err := bind(path)
 	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Server{ln: ln, path: path, handle: h, log: log, ctx: ctx, cancel: cancel,
+	s := &Server{ln: ln, file: id, path: path, handle: h, log: log, ctx: ctx, cancel: cancel,
 		conns: map[*net.UnixConn]bool{}, reading: evict.New(maxReading, "control socket", log)}
-	s.wg.Add(1)
-	go s.serve()
+	s.wg.Add(2)
+	go s.serve(ln)
+	go s.keep()
 	return s, nil
+}
+
+// keep binds the socket file again when it was removed (an app that
+// cleans /run, a mistaken rm): without it every probe fails, and the
+// kubelet restarts the container. A path that names another file is not
+// taken back, only reported; Close then leaves that file alone.
+func (s *Server) keep() {
+	defer s.wg.Done()
+	t := time.NewTicker(keepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		s.check()
+		s.mu.Unlock()
+	}
+}
+
+// check looks at the socket file once; s.mu is held.
+func (s *Server) check() {
+	if s.ctx.Err() != nil {
+		return
+	}
+	id, err := lstat(s.path)
+	switch {
+	case err == nil && id == s.file:
+		s.lost = false
+	case err == nil:
+		if !s.lost {
+			s.log.Warn("control socket: its path now names another file; reload, status, probe and prestop cannot reach tini-hot until it is removed", "path", s.path)
+			s.lost = true
+		}
+	case errors.Is(err, os.ErrNotExist):
+		ln, id, err := bind(s.path)
+		if err != nil {
+			if !s.lost {
+				s.log.Warn("control socket: its file was removed, and binding it again failed; retrying", "path", s.path, "err", err)
+				s.lost = true
+			}
+			return
+		}
+		old := s.ln
+		old.SetUnlinkOnClose(false) // its file is gone; the path is the new one's
+		_ = old.Close()             // its serve returns; its connections go on
+		s.ln, s.file, s.lost = ln, id, false
+		s.wg.Add(1)
+		go s.serve(ln)
+		s.log.Warn("control socket: its file was removed; bound again", "path", s.path)
+	}
 }
 
 // Path is where the socket is.
@@ -100,8 +186,13 @@ func (s *Server) Path() string { return s.path }
 // call twice.
 func (s *Server) Close() {
 	s.once.Do(func() {
+		s.cancel() // before the listener: keep binds no other
+		s.mu.Lock()
+		if id, err := lstat(s.path); err != nil || id != s.file {
+			s.ln.SetUnlinkOnClose(false) // not the file it bound: leave it
+		}
 		_ = s.ln.Close() // unlinks the socket file
-		s.cancel()
+		s.mu.Unlock()
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
 		select {
@@ -118,10 +209,10 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-func (s *Server) serve() {
+func (s *Server) serve(ln *net.UnixListener) {
 	defer s.wg.Done()
 	for {
-		c, err := s.ln.AcceptUnix()
+		c, err := ln.AcceptUnix()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
