@@ -97,13 +97,7 @@ func TestNotifySocket(t *testing.T) {
 // discards the rest.
 func TestNotifyFdsDropped(t *testing.T) {
 	out, send := serveNotify(t, 7)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	fds := pipeFds(t, r)
+	r, w, fds := pipe(t)
 	before := fds()
 	for range 10 {
 		if err := send("FDSTORE=1\nREADY=1", int(r.Fd()), int(w.Fd()), int(r.Fd()), int(w.Fd())); err != nil {
@@ -123,23 +117,28 @@ func TestNotifyFdsDropped(t *testing.T) {
 	}
 }
 
-// pipeFds returns a function that counts this process's fds of r's pipe:
-// other fds may come and go meanwhile (the runtime's, a previous test's
-// closing).
-func pipeFds(t *testing.T, r *os.File) func() int {
+// pipe returns a pipe, closed at the test's end, and a function that
+// counts this process's fds of it: other fds may come and go meanwhile
+// (the runtime's, a previous test's closing).
+func pipe(t *testing.T) (r, w *os.File, fds func() int) {
 	t.Helper()
-	pipe, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(r.Fd())))
+	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return func() int {
+	t.Cleanup(func() { r.Close(); w.Close() })
+	name, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(r.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, w, func() int {
 		ents, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
 			t.Fatal(err)
 		}
 		n := 0
 		for _, e := range ents {
-			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == pipe {
+			if l, err := os.Readlink("/proc/self/fd/" + e.Name()); err == nil && l == name {
 				n++
 			}
 		}
@@ -168,13 +167,7 @@ func TestNotifyFdsClosedWhenPaced(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Close(c)
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	defer w.Close()
-	fds := pipeFds(t, r)
+	_, w, fds := pipe(t)
 	send := func(msg string) {
 		t.Helper()
 		if err := unix.Sendmsg(c, []byte(msg), unix.UnixRights(int(w.Fd())), &unix.SockaddrUnix{Name: s.Env()}, 0); err != nil {
