@@ -95,6 +95,7 @@ def main():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     notify("READY=1")
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    print("app: pid %d: draining" % os.getpid(), file=sys.stderr, flush=True)
     server.shutdown()      # stop taking connections
     server.server_close()  # close the listener, then wait for the requests in hand
     sys.exit(0)
