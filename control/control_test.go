@@ -467,3 +467,42 @@ func TestSocketFileRemoved(t *testing.T) {
 		t.Fatalf("%d lines for one replacement:\n%s", n, logged.String())
 	}
 }
+
+// TestBindUmaskNotInherited: a process forked while the socket is bound
+// (again) never inherits bind's umask 0177: a generation started by a
+// reload while the keeper binds would create its files 0600.
+func TestBindUmaskNotInherited(t *testing.T) {
+	want, err := exec.Command("sh", "-c", "umask").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "ctl.sock")
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			ln, _, err := bind(path)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ln.Close() // unlinks the file
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	for i := range 200 {
+		got, err := exec.Command("sh", "-c", "umask").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("fork %d while binding: umask %s, want %s", i, strings.TrimSpace(string(got)), strings.TrimSpace(string(want)))
+		}
+	}
+}

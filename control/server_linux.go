@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tini-hot/tini-hot/internal/evict"
@@ -79,11 +80,16 @@ func lstat(path string) (fileID, error) {
 }
 
 // bind creates the socket file at path, mode 0600 (from the umask at
-// bind time), and returns its listener and the file's fileID.
+// bind time), and returns its listener and the file's fileID. The umask
+// is the process's: ForkLock, which every fork of the standard library
+// takes for writing, keeps a generation started meanwhile (a reload
+// while keep binds again) from inheriting 0177.
 func bind(path string) (*net.UnixListener, fileID, error) {
+	syscall.ForkLock.RLock()
 	old := unix.Umask(0o177)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	unix.Umask(old)
+	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return nil, fileID{}, fmt.Errorf("control socket: %w", err)
 	}
