@@ -180,18 +180,24 @@ func (s *notifySocket) Close() error { return s.conn.Close() }
 // stopped timers fire, and a timeout that checked only the queue failed
 // the generation (TestPausedSupervisor, under load).
 func (s *notifySocket) Pending() bool {
-	if s.held.Load() != 0 {
-		return true
-	}
+	return s.held.Load() != 0 || s.queued() > 0
+}
+
+// queued is the size of the next datagram in the socket's queue
+// (SIOCINQ), 0 for none or when it cannot be read.
+func (s *notifySocket) queued() int {
 	raw, err := s.conn.SyscallConn()
 	if err != nil {
-		return false
+		return 0
 	}
 	n := 0
 	_ = raw.Control(func(fd uintptr) {
 		n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ)
 	})
-	return err == nil && n > 0
+	if err != nil {
+		return 0
+	}
+	return n
 }
 
 // control reads a message's control data: the sender's pid (0 if the

@@ -179,27 +179,12 @@ func TestNotifyFdsClosedWhenPaced(t *testing.T) {
 	// The second, a barrier, whose fd tini-hot keeps until it is
 	// handled: read, and held in the pace's wait.
 	send("BARRIER=1")
-	wait.Until(t, "the barrier to be read", func() bool { return s.held.Load() == 1 && queued(t, s) == 0 })
+	wait.Until(t, "the barrier to be read", func() bool { return s.held.Load() == 1 && s.queued() == 0 })
 	close(done)
 	<-returned
 	if n := fds(); n != 2 {
 		t.Fatalf("%d fds of the pipe after the reader returned, want 2 (the test's own)", n)
 	}
-}
-
-// queued is the size of the next datagram in s's queue (SIOCINQ), 0 for
-// none.
-func queued(t *testing.T, s *notifySocket) int {
-	t.Helper()
-	raw, err := s.conn.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	if cerr := raw.Control(func(fd uintptr) { n, err = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); cerr != nil || err != nil {
-		t.Fatal(cerr, err)
-	}
-	return n
 }
 
 // TestNotifyBarrier: BARRIER=1's fd comes with its event and stays open
